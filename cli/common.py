@@ -1,0 +1,185 @@
+"""Options shared by the commands that train: network shape, training and data flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+from network import TrainConfig
+from network.errors import ConfigError
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """ "50,50" -> (50, 50); "" or "none" -> () (a 1-layer, linear network)."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    widths = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise argparse.ArgumentTypeError(
+                f"hidden widths {text!r}: give positive integers separated by commas, e.g. 50,50"
+            )
+        widths.append(int(part))
+    return tuple(widths)
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number >= 0")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be > 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 1")
+    return value
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """--data, --n-train, --n-val."""
+    g = parser.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        metavar="DIR",
+        help="CIFAR-10 folder, its parent, or the .tar.gz "
+        "(default: $KMLP_DATA, else the per-user cache, downloading it if missing)",
+    )
+    g.add_argument(
+        "--n-train",
+        type=positive_int,
+        metavar="N",
+        help="use only the first N of the 45000 training images",
+    )
+    g.add_argument(
+        "--n-val",
+        type=positive_int,
+        metavar="M",
+        help="use only the first M of the 5000 validation images",
+    )
+
+
+def add_training_args(parser: argparse.ArgumentParser, *, with_lam: bool = True) -> None:
+    """The network and training flags of ``kmlp train`` (and of ``kmlp launch``)."""
+    add_data_args(parser)
+    d = TrainConfig()
+    g = parser.add_argument_group("network and training")
+    g.add_argument(
+        "--hidden",
+        type=parse_hidden,
+        default=d.hidden,
+        metavar="W1,W2,...",
+        help="hidden layer widths (default 50,50: the 3-layer network)",
+    )
+    g.add_argument("--bn", action="store_true", help="batch normalisation on every hidden layer")
+    if with_lam:
+        g.add_argument(
+            "--lam",
+            type=nonnegative_float,
+            default=d.lam,
+            help=f"L2 strength lambda (default {d.lam})",
+        )
+    g.add_argument(
+        "--cycles",
+        type=positive_int,
+        default=d.cycles,
+        help=f"learning-rate cycles (default {d.cycles})",
+    )
+    g.add_argument(
+        "--init", default=d.init, help="weight init: he, xavier or sigma=<std> (default he)"
+    )
+    g.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
+    g.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default=d.dtype,
+        help="floating-point type (default float32)",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=d.batch_size,
+        help=f"mini-batch size (default {d.batch_size})",
+    )
+    g.add_argument(
+        "--eta-min",
+        type=positive_float,
+        default=d.eta_min,
+        help=f"lowest learning rate of a cycle (default {d.eta_min:g})",
+    )
+    g.add_argument(
+        "--eta-max",
+        type=positive_float,
+        default=d.eta_max,
+        help=f"highest learning rate of a cycle (default {d.eta_max:g})",
+    )
+    g.add_argument(
+        "--n-s",
+        type=positive_int,
+        default=None,
+        help="half-cycle length in steps (default 5 * n_train / batch size)",
+    )
+
+
+def training_config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
+    """The TrainConfig the flags describe; ``overrides`` replace fields (e.g. lam=...)."""
+    fields: dict[str, Any] = dict(
+        hidden=args.hidden,
+        batch_norm=args.bn,
+        cycles=args.cycles,
+        init=args.init,
+        seed=args.seed,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        eta_min=args.eta_min,
+        eta_max=args.eta_max,
+        n_s=args.n_s,
+    )
+    if hasattr(args, "lam"):
+        fields["lam"] = args.lam
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+def data_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of ``network.load_cifar10`` from the data flags."""
+    return {
+        "data_dir": args.data,
+        "n_train": args.n_train,
+        "n_val": args.n_val,
+        "dtype": getattr(args, "dtype", "float32"),
+    }
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+__all__ = [
+    "ConfigError",
+    "add_data_args",
+    "add_training_args",
+    "data_options_from_args",
+    "parse_hidden",
+    "print_json",
+    "training_config_from_args",
+]

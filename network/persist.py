@@ -1,0 +1,82 @@
+"""Saving and loading a network as .npz arrays plus a JSON config (no pickle)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from network.errors import ConfigError, DataError, KmlpNetworkError
+from network.layers import RunningStats
+from network.model import MLP
+
+_FORMAT = "kmlp-model-1"
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def save_model(net: MLP, path: str | Path, *, config: Any | None = None) -> Path:
+    """Write ``path`` (.npz: parameters and BN running statistics) and ``path`` with .json.
+
+    ``config`` (a TrainConfig or dict) is stored in the JSON for the record. Returns the
+    .npz path.
+    """
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_suffix(".npz")
+    arrays = dict(net.params)
+    for layer, stats in net.running.items():
+        arrays[f"running_mean{layer}"] = stats.mean
+        arrays[f"running_var{layer}"] = stats.var
+    meta = {
+        "format": _FORMAT,
+        "layer_sizes": net.layer_sizes,
+        "batch_norm": net.batch_norm,
+        "init": net.init,
+        "dtype": str(net.dtype),
+        "bn_alpha": net.bn_alpha,
+        "bn_eps": net.bn_eps,
+        "config": config.to_dict() if hasattr(config, "to_dict") else config,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    _meta_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def load_model(path: str | Path) -> MLP:
+    """Load a network saved by ``save_model``; DataError if the files are not one."""
+    path = Path(path)
+    try:
+        meta = json.loads(_meta_path(path).read_text())
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            raise DataError(f"{_meta_path(path)} is not a kmlp model description")
+        net = MLP(
+            layer_sizes=meta["layer_sizes"],
+            batch_norm=meta["batch_norm"],
+            init=meta["init"],
+            dtype=meta["dtype"],
+            bn_alpha=meta["bn_alpha"],
+            bn_eps=meta["bn_eps"],
+        )
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except KmlpNetworkError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, ConfigError) as exc:
+        raise DataError(f"cannot load model {path}: {exc}") from None
+    for key, value in net.params.items():
+        if key not in arrays or arrays[key].shape != value.shape:
+            raise DataError(f"model {path}: parameter {key} is missing or has the wrong shape")
+        net.params[key] = arrays[key].astype(net.dtype, copy=False)
+    net.running = {
+        layer: RunningStats(arrays[f"running_mean{layer}"], arrays[f"running_var{layer}"])
+        for layer in range(1, net.k)
+        if f"running_mean{layer}" in arrays
+    }
+    return net
