@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from network.config import TrainConfig
 from network.curves import curve_data, plot_curves
-from network.data import Dataset, Split, load_cifar10
+from network.data import (
+    Dataset,
+    Split,
+    default_cache_dir,
+    download_cifar10,
+    load_cifar10,
+    resolve_data_dir,
+)
 from network.errors import ConfigError, DataError, DivergenceError, KmlpNetworkError
 from network.model import MLP
 from network.persist import load_model, save_model
@@ -24,10 +31,13 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "curve_data",
+    "default_cache_dir",
+    "download_cifar10",
     "cyclical_lr",
     "load_cifar10",
     "load_model",
     "plot_curves",
+    "resolve_data_dir",
     "save_model",
     "train",
 ]
