@@ -148,6 +148,28 @@ class MLP:
         loss, dscores, _ = softmax_cross_entropy(scores, y)
         return loss, self.backward(dscores, caches, lam), new_running
 
+    def sgd_step(
+        self, X: np.ndarray, y: np.ndarray, *, lam: float, eta: float
+    ) -> tuple[float, dict[int, RunningStats]]:
+        """One SGD update of ``params`` in place, on the batch X (n, d), y (n,).
+
+        Same update as ``p -= eta * gradients(X, y, lam)[p]``, but eta is folded into the
+        output gradient and the L2 term into a decay of the weights, so no gradient array
+        is scaled or added to separately. Returns the batch's mean loss (before the
+        update) and the new BN running statistics, which the caller stores.
+        """
+        scores, caches, new_running = self.forward(X, train=True)
+        loss, dscores, _ = softmax_cross_entropy(scores, y)
+        dscores *= eta
+        steps = self.backward(dscores, caches, 0.0)
+        decay = 1.0 - 2.0 * lam * eta
+        for key, step in steps.items():
+            param = self.params[key]
+            if decay != 1.0 and key.startswith("W"):
+                param *= decay
+            param -= step
+        return loss, new_running
+
     def gradients(self, X: np.ndarray, y: np.ndarray, lam: float) -> dict[str, np.ndarray]:
         """dJ/dparam in training mode, same keys as ``params``; X (n, d), y (n,) int labels."""
         return self.loss_and_gradients(X, y, lam)[1]

@@ -99,7 +99,6 @@ def train(
     marks = checkpoint_steps(total_steps=total, n_s=n_s, per_cycle=config.checkpoints_per_cycle)
     monitor = slice(0, min(config.monitor_size, n))
     batches_per_epoch = math.ceil(n / batch)
-    params = net.params
     lam = config.lam
     history: list[Checkpoint] = []
     stopped = False
@@ -120,7 +119,7 @@ def train(
             xb = Xb[: len(idx)]
             np.take(X, idx, axis=0, out=xb)
             eta = cyclical_lr(step, eta_min=config.eta_min, eta_max=config.eta_max, n_s=n_s)
-            loss, grads, new_running = net.loss_and_gradients(xb, y[idx], lam)
+            loss, new_running = net.sgd_step(xb, y[idx], lam=lam, eta=eta)
             if not math.isfinite(loss):
                 raise DivergenceError(
                     f"training diverged: the loss became {loss} at step {step} "
@@ -128,9 +127,6 @@ def train(
                     step=step,
                 )
             net.running = new_running
-            for key, grad in grads.items():
-                grad *= eta
-                params[key] -= grad
             step += 1
             if step == marks[next_mark]:
                 next_mark += 1

@@ -134,3 +134,18 @@ def test_batchnorm_running_statistics_are_returned_not_mutated() -> None:
     evald, cache, same = batchnorm_forward(x, gamma, beta, train=False, running=new)
     assert cache is None and same is new
     np.testing.assert_allclose(evald, (x - new.mean) / np.sqrt(new.var + 1e-5))
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_sgd_step_is_a_gradient_step(batch_norm: bool) -> None:
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 12)), rng.integers(0, 10, size=16)
+    net = MLP(layer_sizes=[12, 8, 6, 10], batch_norm=batch_norm, seed=1, dtype="float64")
+    before = {k: v.copy() for k, v in net.params.items()}
+    grads = net.gradients(X, y, 0.02)
+    mean_loss = net.cost(X, y, 0.0)
+    loss, running = net.sgd_step(X, y, lam=0.02, eta=0.3)
+    assert loss == pytest.approx(mean_loss, rel=1e-12)
+    for key, value in net.params.items():
+        np.testing.assert_allclose(value, before[key] - 0.3 * grads[key], rtol=1e-12, atol=1e-14)
+    assert set(running) == ({1, 2} if batch_norm else set())
