@@ -1,0 +1,7 @@
+"""Errors that mean bad storage input; the CLI prints them as one line."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """A storage URL is malformed or unreachable, or a stored file is not what it claims."""

@@ -1,0 +1,35 @@
+"""Opening a kmlp study by name, with clear errors."""
+
+from __future__ import annotations
+
+import optuna
+
+from storage import StorageError, display_url, open_storage, study_names
+from storage.heartbeat import HeartbeatSettings
+from study.errors import StudyError
+
+
+def load(
+    study_name: str,
+    *,
+    storage: str | optuna.storages.RDBStorage | None = None,
+    heartbeat: HeartbeatSettings | None = None,
+    require_kmlp: bool = True,
+) -> optuna.Study:
+    """Load ``study_name``; StudyError if it does not exist (or is not a kmlp study)."""
+    rdb = storage if isinstance(storage, optuna.storages.RDBStorage) else None
+    if rdb is None:
+        rdb = open_storage(storage, heartbeat=heartbeat, create=False)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=rdb)
+    except KeyError:
+        names = study_names(rdb)
+        known = f"; studies there: {', '.join(names)}" if names else "; it holds no study"
+        raise StudyError(
+            f"no study named {study_name!r} in {display_url(rdb.url)}{known}"
+        ) from None
+    except Exception as exc:  # a database error after connecting
+        raise StorageError(f"cannot read {display_url(rdb.url)}: {exc}") from None
+    if require_kmlp and "search" not in study.user_attrs:
+        raise StudyError(f"study {study_name!r} was not created by kmlp launch")
+    return study

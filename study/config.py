@@ -1,0 +1,139 @@
+"""The search configuration: stage ranges and budgets, sampler, pruning, seed."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from study.errors import StudyError
+
+SAMPLERS = ("random", "tpe")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    """How a study searches log10 λ.
+
+    Attributes:
+        coarse: (low, high) of log10 λ for stage 0.
+        stages: number of stages (coarse + refinements).
+        trials: trial budget, one number for every stage or one per stage.
+        top_k: how many best completed trials span the next stage's range.
+        margin: widening of that span on each side, as a fraction of the previous width.
+        ranges: stages given by hand, (low, high) each; replaces coarse/stages/top_k.
+        sampler: "random" (uniform in the stage range, the method's own search) or "tpe".
+        prune: stop trials early by a per-stage median rule.
+        prune_startup: completed trials a stage needs before it prunes anything.
+        prune_warmup_cycles: learning-rate cycles every trial runs before it can be pruned.
+        seed: seed of the λ draws (random) or of the sampler (tpe).
+    """
+
+    coarse: tuple[float, float] = (-5.0, -1.0)
+    stages: int = 3
+    trials: tuple[int, ...] = (20,)
+    top_k: int = 5
+    margin: float = 0.1
+    ranges: tuple[tuple[float, float], ...] | None = None
+    sampler: str = "random"
+    prune: bool = True
+    prune_startup: int = 5
+    prune_warmup_cycles: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coarse", _range(self.coarse, "coarse range"))
+        if isinstance(self.trials, int):
+            object.__setattr__(self, "trials", (self.trials,))
+        object.__setattr__(self, "trials", tuple(int(t) for t in self.trials))
+        if self.ranges is not None:
+            ranges = tuple(_range(r, f"range {i}") for i, r in enumerate(self.ranges))
+            if not ranges:
+                raise StudyError("--ranges needs at least one range")
+            object.__setattr__(self, "ranges", ranges)
+            object.__setattr__(self, "stages", len(ranges))
+            object.__setattr__(self, "coarse", ranges[0])
+        if self.stages < 1:
+            raise StudyError(f"stages must be >= 1, got {self.stages}")
+        if len(self.trials) not in (1, self.stages):
+            raise StudyError(
+                f"--trials takes one number or one per stage ({self.stages}), "
+                f"got {len(self.trials)}"
+            )
+        if any(t < 1 for t in self.trials):
+            raise StudyError(f"trial budgets must be >= 1, got {list(self.trials)}")
+        if self.top_k < 1:
+            raise StudyError(f"top-k must be >= 1, got {self.top_k}")
+        if not (0 < self.margin < 0.5):
+            raise StudyError(f"margin must be in (0, 0.5), got {self.margin}")
+        if self.sampler not in SAMPLERS:
+            raise StudyError(
+                f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}"
+            )
+        if self.prune_startup < 1 or self.prune_warmup_cycles < 0:
+            raise StudyError("prune_startup must be >= 1 and prune_warmup_cycles >= 0")
+
+    def budget(self, stage: int) -> int:
+        """Trial budget of ``stage`` (0-based)."""
+        return self.trials[stage] if len(self.trials) > 1 else self.trials[0]
+
+    @property
+    def manual(self) -> bool:
+        return self.ranges is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (tuples as lists); stored as the study's ``search`` user attribute."""
+        d = dataclasses.asdict(self)
+        d["coarse"] = list(self.coarse)
+        d["trials"] = list(self.trials)
+        d["ranges"] = None if self.ranges is None else [list(r) for r in self.ranges]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in data.items() if k in known}
+        if fields.get("coarse") is not None:
+            fields["coarse"] = tuple(fields["coarse"])
+        if fields.get("trials") is not None:
+            fields["trials"] = tuple(fields["trials"])
+        if fields.get("ranges") is not None:
+            fields["ranges"] = tuple(tuple(r) for r in fields["ranges"])
+        return cls(**fields)
+
+
+def _range(value: Any, what: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise StudyError(f"{what} must be two numbers low,high; got {value!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise StudyError(f"{what} {low:g},{high:g}: both ends must be finite")
+    if low >= high:
+        raise StudyError(f"{what} {low:g},{high:g}: low must be < high (log10 lambda)")
+    return (low, high)
+
+
+def parse_ranges(text: str) -> tuple[tuple[float, float], ...]:
+    """``"-5,-1;-3,-1;-3,-2"`` -> ((-5, -1), (-3, -1), (-3, -2)); StudyError if malformed."""
+    ranges = []
+    for i, part in enumerate(p for p in text.split(";") if p.strip()):
+        pieces = [p.strip() for p in part.split(",")]
+        if len(pieces) != 2:
+            raise StudyError(f"range {i} {part.strip()!r}: give low,high (e.g. -5,-1)")
+        ranges.append(_range(pieces, f"range {i}"))
+    if not ranges:
+        raise StudyError(f"--ranges {text!r}: give low,high;low,high;...")
+    return tuple(ranges)
+
+
+def parse_trials(text: str) -> tuple[int, ...]:
+    """``"20"`` or ``"20,10,10"`` -> budgets; StudyError if not positive integers."""
+    try:
+        budgets = tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise StudyError(f"--trials {text!r}: give a positive integer or one per stage") from None
+    if not budgets or any(b < 1 for b in budgets):
+        raise StudyError(f"--trials {text!r}: budgets must be positive integers")
+    return budgets

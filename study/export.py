@@ -1,0 +1,186 @@
+"""Exporting a study's best trial, and retraining from an export file."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import platform
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import optuna
+from threadpoolctl import threadpool_limits
+
+from network import Dataset, KmlpNetworkError, TrainConfig, load_cifar10, save_model, train
+from storage import StorageError, open_storage, portable_url, read_export, write_export
+from study.access import load
+from study.errors import StudyError
+from study.launch import kmlp_version
+from study.records import PARAM, now
+from study.summary import best_completed
+
+
+def export_content(study: optuna.Study, *, storage_url: str) -> dict[str, Any]:
+    """What ``kmlp export`` writes: the best COMPLETE trial and how to redo it."""
+    best = best_completed(study)
+    if best is None:
+        raise StudyError(f"study {study.study_name!r} has no completed trial to export yet")
+    attrs = study.user_attrs
+    log10_lambda = float(best.params[PARAM])
+    lam = 10.0**log10_lambda
+    config = dict(attrs.get("config", {}))
+    config["lam"] = lam
+    return {
+        "study": study.study_name,
+        "storage": portable_url(storage_url),
+        "trial": best.number,
+        "stage": best.user_attrs.get("stage"),
+        "lambda": lam,
+        "log10_lambda": log10_lambda,
+        "val_accuracy": float(best.value),
+        "train_accuracy": best.user_attrs.get("train_accuracy"),
+        "blas_threads": best.user_attrs.get("blas_threads"),
+        "config": config,
+        "data": attrs.get("data", {}),
+        "search": attrs.get("search", {}),
+        "stages": attrs.get("stages", []),
+        "versions": {
+            "kmlp": kmlp_version(),
+            "optuna": optuna.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "exported_at": now(),
+    }
+
+
+def export_best(
+    *, study_name: str, storage_url: str | None = None, path: str | Path = "best.json"
+) -> dict[str, Any]:
+    """Write the best trial of ``study_name`` to ``path``; return what was written."""
+    rdb = open_storage(storage_url, create=False)
+    study = load(study_name, storage=rdb)
+    content = export_content(study, storage_url=rdb.url)
+    write_export(path, content)
+    return content
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainResult:
+    """Accuracies (fractions) of the retrained network and whether the study recorded it."""
+
+    export: dict[str, Any]
+    config: TrainConfig
+    val_accuracy: float
+    test_accuracy: float
+    train_accuracy: float
+    seconds: float
+    blas_threads: int | None
+    recorded: bool
+    record_note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.export["study"],
+            "trial": self.export["trial"],
+            "lambda": self.config.lam,
+            "log10_lambda": math.log10(self.config.lam),
+            "cycles": self.config.cycles,
+            "val_accuracy": self.val_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "train_accuracy": self.train_accuracy,
+            "seconds": self.seconds,
+            "blas_threads": self.blas_threads,
+            "search_val_accuracy": self.export["val_accuracy"],
+            "recorded_on_study": self.recorded,
+        }
+
+
+def retrain(
+    *,
+    export_path: str | Path,
+    cycles: int | None = None,
+    data_dir: str | None = None,
+    data: Dataset | None = None,
+    save: str | Path | None = None,
+    storage_url: str | None = None,
+    blas_threads: int | None = None,
+    progress: bool = False,
+    err: TextIO | None = None,
+) -> RetrainResult:
+    """Train the exported configuration with its λ; score validation and test sets.
+
+    Trains with ``blas_threads`` BLAS threads, by default as many as the exported trial
+    used: float32 results depend on it, and with the same data, configuration and thread
+    count the retrained network repeats the trial's validation accuracy.
+
+    The result is appended to the study's ``retrain`` user attribute when the study's
+    storage (``storage_url``, else the export's) is reachable; otherwise a warning says
+    why and the result is still returned.
+    """
+    err = err or sys.stderr
+    export = read_export(export_path)
+    try:
+        config = TrainConfig.from_dict(export["config"])
+    except KmlpNetworkError as exc:
+        raise StudyError(f"{export_path}: bad training configuration: {exc}") from None
+    if cycles is not None:
+        config = dataclasses.replace(config, cycles=cycles)
+    stored = export.get("data") or {}
+    if data is None:
+        data = load_cifar10(
+            data_dir=data_dir,
+            n_train=stored.get("n_train"),
+            n_val=stored.get("n_val"),
+            dtype=config.dtype,
+        )
+    if stored.get("fingerprint") and stored["fingerprint"] != data.fingerprint:
+        print(
+            "kmlp: warning: this data differs from the study's (fingerprint mismatch)",
+            file=err,
+            flush=True,
+        )
+    threads = blas_threads or export.get("blas_threads")
+    limits = (
+        threadpool_limits(limits=int(threads), user_api="blas")
+        if threads
+        else contextlib.nullcontext()
+    )
+    with limits:
+        result = train(data=data, config=config, progress=progress)
+    test_accuracy = float(result.net.accuracy(data.test.X, data.test.y))
+    if save is not None:
+        save_model(result.net, save, config=config)
+    outcome = RetrainResult(
+        export=export,
+        config=config,
+        val_accuracy=float(result.val_accuracy),
+        test_accuracy=test_accuracy,
+        train_accuracy=float(result.train_accuracy),
+        seconds=float(result.seconds),
+        blas_threads=int(threads) if threads else None,
+        recorded=False,
+        record_note="",
+    )
+    recorded, note = _record(outcome, storage_url or export.get("storage"))
+    if not recorded:
+        print(f"kmlp: warning: result not recorded on the study: {note}", file=err, flush=True)
+    return dataclasses.replace(outcome, recorded=recorded, record_note=note)
+
+
+def _record(outcome: RetrainResult, storage_url: str | None) -> tuple[bool, str]:
+    if not storage_url:
+        return False, "the export names no storage"
+    try:
+        study = load(outcome.export["study"], storage=open_storage(storage_url, create=False))
+        entry = {**outcome.to_dict(), "at": now()}
+        del entry["recorded_on_study"]
+        study.set_user_attr("retrain", [*study.user_attrs.get("retrain", []), entry])
+    except (StorageError, StudyError) as exc:
+        return False, str(exc)
+    except Exception as exc:  # a lost connection must not lose the result
+        return False, f"{type(exc).__name__}: {exc}"
+    return True, ""

@@ -1,0 +1,274 @@
+"""The worker loop: claim a trial under the storage lock, train it, repeat until done.
+
+Any number of workers, in processes on any machines sharing the storage, run this loop
+on one study. Under the lock (``storage.storage_lock``) a worker fails stale trials
+(dead workers' trials; Optuna re-queues a WAITING copy), reads the stage records and
+trials, and applies ``plan.next_action``: it writes a new stage's record, closes a
+finished stage, or creates its next trial, with its ``stage`` attribute, its
+``log10_lambda`` and a first heartbeat, before releasing the lock. So the count it
+checked is still true when the trial exists: budgets are exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+from threadpoolctl import threadpool_limits
+
+from network import Dataset, TrainConfig
+from storage import HeartbeatSettings, open_storage, storage_lock
+from study import plan, progress
+from study.access import load
+from study.config import SearchConfig
+from study.data import DataSource
+from study.errors import StudyError
+from study.heartbeat import Heartbeat
+from study.objective import TrialHook, run_trial
+from study.pruning import StageMedianPruner
+from study.records import PARAM, now, trial_infos
+
+StageHook = Callable[[optuna.Study], None]
+
+
+@dataclasses.dataclass
+class WorkerStats:
+    """What one worker did: trials it ran, by final state name, and stages it closed."""
+
+    trials: dict[str, int] = dataclasses.field(default_factory=dict)
+    closed_stages: list[int] = dataclasses.field(default_factory=list)
+
+
+def run_worker(
+    *,
+    study_name: str,
+    storage_url: str | None = None,
+    data: Dataset | None = None,
+    data_source: DataSource | None = None,
+    heartbeat: HeartbeatSettings | None = None,
+    label: str = "",
+    on_trial_end: TrialHook | None = None,
+    on_stage_end: StageHook | None = None,
+    artifact_store: Any = None,
+    out: TextIO | None = None,
+    poll_seconds: float | None = None,
+    max_trials: int | None = None,
+    blas_threads: int | None = None,
+) -> WorkerStats:
+    """Work on ``study_name`` until every stage is finished (or ``max_trials`` ran).
+
+    ``data`` or ``data_source`` gives the data; it must have the fingerprint stored in the
+    study. ``blas_threads`` limits BLAS threads while training (None: no limit).
+    ``artifact_store`` is not used here; hooks that need it get it bound (e.g.
+    ``functools.partial``); it is accepted so that callers can pass one object through.
+    """
+    del artifact_store
+    limits = (
+        threadpool_limits(limits=blas_threads, user_api="blas")
+        if blas_threads
+        else contextlib.nullcontext()
+    )
+    with limits:
+        return _work(
+            study_name=study_name,
+            storage_url=storage_url,
+            data=data,
+            data_source=data_source,
+            heartbeat=heartbeat,
+            label=label,
+            on_trial_end=on_trial_end,
+            on_stage_end=on_stage_end,
+            out=out,
+            poll_seconds=poll_seconds,
+            max_trials=max_trials,
+        )
+
+
+def _work(
+    *,
+    study_name: str,
+    storage_url: str | None,
+    data: Dataset | None,
+    data_source: DataSource | None,
+    heartbeat: HeartbeatSettings | None,
+    label: str,
+    on_trial_end: TrialHook | None,
+    on_stage_end: StageHook | None,
+    out: TextIO | None,
+    poll_seconds: float | None,
+    max_trials: int | None,
+) -> WorkerStats:
+    heartbeat = heartbeat or HeartbeatSettings.from_env()
+    out = out or sys.stdout
+    rdb = open_storage(storage_url, heartbeat=heartbeat, create=False)
+    study = load(study_name, storage=rdb)
+    attrs = study.user_attrs
+    base_config = TrainConfig.from_dict(attrs["config"])
+    search = SearchConfig.from_dict(attrs["search"])
+    if data is None:
+        if data_source is None:
+            raise StudyError("run_worker needs data or data_source")
+        data = data_source()
+    _check_data(data, attrs.get("data", {}), study_name)
+    if search.prune:
+        n_s = base_config.half_cycle(len(data.train.y))
+        study.pruner = StageMedianPruner(
+            n_startup=search.prune_startup,
+            warmup_steps=round(search.prune_warmup_cycles * 2 * n_s),
+            cycle_steps=2 * n_s,
+        )
+    else:
+        study.pruner = optuna.pruners.NopPruner()
+    poll = poll_seconds if poll_seconds is not None else min(1.0, heartbeat.interval / 2)
+    prefix = f"[{label}] " if label else ""
+    stats = WorkerStats()
+    ran = 0
+    waiting = False
+    while max_trials is None or ran < max_trials:
+        action, closed = _next_under_lock(study, rdb, search, out=out, prefix=prefix)
+        for s in closed:
+            stats.closed_stages.append(s)
+            if on_stage_end is not None:
+                _call_stage_hook(on_stage_end, study)
+        if isinstance(action, plan.Done):
+            break
+        if isinstance(action, plan.Wait):
+            if not waiting:
+                progress.waiting(action.stage, grace=heartbeat.grace_period, out=out, prefix=prefix)
+            waiting = True
+            time.sleep(poll)
+            continue
+        waiting = False
+        trial, stage_record = action
+        with Heartbeat(rdb, trial._trial_id, heartbeat.interval):
+            outcome = run_trial(
+                study=study,
+                trial=trial,
+                data=data,
+                base_config=base_config,
+                prune=search.prune,
+                on_trial_end=on_trial_end,
+            )
+        ran += 1
+        stats.trials[outcome.state.name] = stats.trials.get(outcome.state.name, 0) + 1
+        progress.trial_done(study, trial.number, stage_record, outcome, out=out, prefix=prefix)
+    return stats
+
+
+def _next_under_lock(
+    study: optuna.Study,
+    rdb: optuna.storages.RDBStorage,
+    search: SearchConfig,
+    *,
+    out: TextIO,
+    prefix: str,
+) -> tuple[Any, list[int]]:
+    """Apply plan actions under the lock until one is Claim, Wait or Done.
+
+    Returns (Done | Wait | (trial, stage record)), and the stages this call closed.
+    """
+    closed: list[int] = []
+    with storage_lock(rdb, name=study.study_name):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        while True:
+            stages = list(study.user_attrs.get("stages", []))
+            infos = trial_infos(study)
+            action = plan.next_action(stages=stages, trials=infos, search=search)
+            if isinstance(action, plan.OpenStage):
+                record = {**action.record, "created_at": now()}
+                study.set_user_attr("stages", [*stages, record])
+                progress.stage_opened(record, out=out, prefix=prefix)
+            elif isinstance(action, plan.CloseStage):
+                record = dict(stages[-1])
+                record.update(completed=True, completed_at=now())
+                if action.best is not None:
+                    record.update(
+                        best_trial=action.best.number,
+                        best_value=action.best.value,
+                        best_lambda=10.0**action.best.log10_lambda,
+                    )
+                study.set_user_attr("stages", [*stages[:-1], record])
+                closed.append(action.stage)
+                progress.stage_closed(record, out=out, prefix=prefix)
+            elif isinstance(action, plan.Claim):
+                record = stages[action.stage]
+                trial = _create_trial(study, rdb, action, record, search, infos)
+                return (trial, record), closed
+            else:
+                return action, closed
+
+
+def _create_trial(
+    study: optuna.Study,
+    rdb: optuna.storages.RDBStorage,
+    action: plan.Claim,
+    record: dict[str, Any],
+    search: SearchConfig,
+    infos: list[plan.TrialInfo],
+) -> optuna.Trial:
+    """Create (or pop the queued retry of) a trial of the claimed stage; lock held."""
+    s = action.stage
+    low, high = float(record["low"]), float(record["high"])
+    index = sum(1 for t in infos if t.stage == s)  # unique per stage: we hold the lock
+    with warnings.catch_warnings():
+        # ask() warns that heartbeats are meant for optimize(); kmlp beats itself.
+        warnings.simplefilter("ignore", UserWarning)
+        if not action.waiting and search.sampler == "random":
+            study.enqueue_trial({PARAM: draw(search.seed, s, index, low, high)}, {"stage": s})
+        elif not action.waiting:
+            study.sampler = optuna.samplers.TPESampler(seed=_seed(search.seed, s, index))
+        trial = study.ask()
+    try:
+        rdb.record_heartbeat(trial._trial_id)
+        if "stage" not in trial.user_attrs:
+            trial.set_user_attr("stage", s)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.suggest_float(PARAM, low, high)
+    except BaseException:
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        raise
+    return trial
+
+
+def draw(seed: int, stage: int, index: int, low: float, high: float) -> float:
+    """log10 λ of the ``index``-th trial of ``stage``: uniform in [low, high), reproducible."""
+    # The index-th draw of one stream per (seed, stage): i.i.d. uniform, whichever worker
+    # creates the trial.
+    u = np.random.default_rng([seed, stage]).random(index + 1)[index]
+    return low + (high - low) * float(u)
+
+
+def _seed(seed: int, stage: int, index: int) -> int:
+    return int(np.random.default_rng([seed, stage, index]).integers(2**31))
+
+
+def _check_data(data: Dataset, stored: dict[str, Any], study_name: str) -> None:
+    fingerprint = stored.get("fingerprint")
+    if fingerprint and fingerprint != data.fingerprint:
+        raise StudyError(
+            f"the data differs from study {study_name!r}'s (fingerprint {data.fingerprint[:12]} "
+            f"vs stored {fingerprint[:12]}): point --data at the same CIFAR-10 copy"
+        )
+
+
+def _call_stage_hook(hook: StageHook, study: optuna.Study) -> None:
+    try:
+        hook(study)
+    except Exception as exc:  # a figure failing must not stop the search
+        print(
+            f"kmlp: warning: on_stage_end hook failed: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
