@@ -1,0 +1,68 @@
+"""Picklable hooks for worker processes (the study package calls them; the CLI wires them).
+
+- ``on_trial_end(study, trial, result)``: inside the objective, after training; uploads the
+  trial's curves (:func:`dashboards.publish.publish_trial_curves`).
+- ``on_stage_end(study)``: when a stage completes and at the end of a launch; updates the search
+  figure, best-trial curves, snapshot and note (:func:`dashboards.publish.publish_search`).
+
+Neither raises (see :func:`dashboards.publish.make_hooks`, which wraps a store already open).
+:class:`Publisher` holds only strings, so its bound methods pickle into worker processes
+(spawn or fork) and open the artifact store once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import optuna
+
+from dashboards.artifacts import artifact_store_for, artifacts_location
+from dashboards.publish import make_hooks
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
+
+    from network import TrainResult
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """Picklable hooks: ``publisher.on_trial_end`` and ``publisher.on_stage_end``.
+
+    Attributes:
+        storage_url: the study storage URL (shown in the note's export command).
+        artifacts: the resolved artifact location (absolute folder or ``s3://``), as
+            :func:`publisher_for` gives it; the store is opened once per process.
+    """
+
+    storage_url: str
+    artifacts: str
+
+    def on_trial_end(self, study: optuna.Study, trial: optuna.Trial, result: TrainResult) -> None:
+        """Upload the trial's curves (see :func:`make_hooks`)."""
+        make_hooks(_store(self.storage_url, self.artifacts), storage_url=self.storage_url)[0](
+            study, trial, result
+        )
+
+    def on_stage_end(self, study: optuna.Study) -> None:
+        """Update the study's figures and note (see :func:`make_hooks`)."""
+        make_hooks(_store(self.storage_url, self.artifacts), storage_url=self.storage_url)[1](study)
+
+
+def publisher_for(storage_url: str, artifacts: str | None = None) -> Publisher:
+    """A :class:`Publisher` for a storage, artifact location resolved now (flag, env, default).
+
+    Raises:
+        DashboardError: the location is unusable (folder not creatable, boto3 missing, ...), so
+            that ``kmlp launch`` stops at once instead of warning on every trial.
+    """
+    location = artifacts_location(storage_url, artifacts)
+    _store(storage_url, location)
+    return Publisher(storage_url=storage_url, artifacts=location)
+
+
+@functools.cache
+def _store(storage_url: str, location: str) -> ArtifactStore:
+    return artifact_store_for(storage_url, location)

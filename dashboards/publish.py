@@ -1,0 +1,228 @@
+"""Put what kmlp computes into the study, where optuna-dashboard shows it.
+
+Per trial (:func:`publish_trial_curves`, called inside the objective after training): the
+training curves as an image artifact ``trial-<n>-curves.png`` (three panels, drawn by
+``network.plot_curves``) and as a data artifact ``trial-<n>-curves.csv`` (``network.curve_data``
+columns; the dashboard shows CSV artifacts as a table). The validation accuracy per checkpoint is
+already in the trial's intermediate values (the study package reports it).
+
+Per study (:func:`publish_search`, called when a stage ends and at the end of a launch): the search
+figure as a plotly graph object on the study's page (id ``kmlp-search``), the best trial's curves
+likewise (id ``kmlp-best-curves``), a PNG snapshot of the search figure as a study artifact, and the
+markdown summary as the study note.
+
+The study package never imports this module; the CLI wires :func:`make_hooks` (or the
+picklable :class:`dashboards.hooks.Publisher`) into it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.artifacts import get_all_artifact_meta, upload_artifact
+
+from dashboards.curves import curves_plotly, read_curves_csv, write_curves_csv
+from dashboards.search_data import SearchFigureData, search_figure_data_for
+from dashboards.search_plot import search_matplotlib, search_plotly
+from dashboards.summary import is_kmlp_note, summary_markdown, trial_note_markdown
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+    from optuna.artifacts._protocol import ArtifactStore
+
+    from network import TrainResult
+
+_log = logging.getLogger(__name__)
+
+OnTrialEnd = Callable[[optuna.Study, optuna.Trial, "TrainResult"], None]
+OnStageEnd = Callable[[optuna.Study], None]
+
+SEARCH_FIGURE_ID = "kmlp-search"
+CURVES_FIGURE_ID = "kmlp-best-curves"
+_PLOT_PREFIX = "dashboard:plot_data:"  # optuna_dashboard's key layout for saved graph objects
+
+
+def curves_filenames(trial_number: int) -> tuple[str, str]:
+    """Artifact file names of a trial's curves: (PNG image, CSV data)."""
+    return f"trial-{trial_number}-curves.png", f"trial-{trial_number}-curves.csv"
+
+
+def publish_trial_curves(
+    trial: optuna.Trial, result: TrainResult, *, artifact_store: ArtifactStore
+) -> tuple[str, str]:
+    """Upload a running trial's training curves (PNG and CSV); returns their artifact ids.
+
+    Also writes the trial's note: the curves image at full width (the artifact list only shows
+    a thumbnail) and the final numbers.
+    """
+    from optuna_dashboard import save_note
+
+    from network import curve_data, plot_curves
+
+    png_name, csv_name = curves_filenames(trial.number)
+    lam = result.config.lam
+    with tempfile.TemporaryDirectory(prefix="kmlp-curves-") as tmp:
+        png, csv = Path(tmp) / png_name, Path(tmp) / csv_name
+        plot_curves(result.history, png, title=f"trial {trial.number}: λ = {lam:.4g}")
+        write_curves_csv(curve_data(result.history), csv)
+        png_id, csv_id = (
+            upload_artifact(artifact_store=artifact_store, file_path=str(p), study_or_trial=trial)
+            for p in (png, csv)
+        )
+    image = f"/artifacts/{trial.study._study_id}/{trial._trial_id}/{png_id}"
+    stage = trial.user_attrs.get("stage")
+    save_note(trial, trial_note_markdown(result, image_url=image, csv_name=csv_name, stage=stage))
+    return png_id, csv_id
+
+
+def publish_search(
+    study: optuna.Study, *, artifact_store: ArtifactStore | None, storage_url: str | None = None
+) -> SearchFigureData:
+    """Update the study's search figure, best-trial curves, PNG snapshot and note.
+
+    Safe to call again (e.g. by several workers at the end of a stage): graph objects are
+    overwritten in place, a snapshot is only uploaded once per (stage, completed trials), and a
+    note someone edited by hand is left alone.
+    """
+    from optuna_dashboard import get_note, save_note
+
+    data = search_figure_data_for(study)
+    snapshot_id = None
+    save_figure(study, search_plotly(data), figure_id=SEARCH_FIGURE_ID)
+    if artifact_store is not None and data.best is not None:
+        columns = best_trial_curves(study, data.best.trial_number, artifact_store=artifact_store)
+        if columns:
+            title = f"training curves of the best trial ({data.best.trial_number})"
+            save_figure(study, curves_plotly(columns, title=title), figure_id=CURVES_FIGURE_ID)
+        snapshot_id = _upload_snapshot(study, data, artifact_store)
+    url = storage_url or storage_url_of(study)
+    stages = study.user_attrs.get("stages")
+    config = study.user_attrs.get("config")
+    body = summary_markdown(
+        data,
+        storage_url=url,
+        stages=stages if isinstance(stages, list) else None,
+        config=config if isinstance(config, dict) else None,
+        image_url=f"/artifacts/{study._study_id}/{snapshot_id}" if snapshot_id else None,
+    )
+    if is_kmlp_note(get_note(study)):
+        save_note(study, body)
+    return data
+
+
+def make_hooks(
+    artifact_store: ArtifactStore | None, *, storage_url: str | None = None
+) -> tuple[OnTrialEnd, OnStageEnd]:
+    """The two callbacks the study package accepts: ``(on_trial_end, on_stage_end)``.
+
+    With ``artifact_store`` None, trials upload nothing and stages update only the figure and
+    note. ``storage_url`` goes into the note's export command (default: the study's own URL).
+    Neither callback raises: a failure to publish is logged as one warning line and never
+    fails a trial or a worker.
+    """
+
+    def on_trial_end(study: optuna.Study, trial: optuna.Trial, result: TrainResult) -> None:
+        if artifact_store is None:
+            return
+        try:
+            publish_trial_curves(trial, result, artifact_store=artifact_store)
+        except Exception as exc:  # a full disk or flaky S3 must not lose a trained trial
+            _log.warning("kmlp: could not upload curves of trial %d: %s", trial.number, exc)
+
+    def on_stage_end(study: optuna.Study) -> None:
+        try:
+            publish_search(study, artifact_store=artifact_store, storage_url=storage_url)
+        except Exception as exc:
+            _log.warning(
+                "kmlp: could not update the search figure of %s: %s", study.study_name, exc
+            )
+
+    return on_trial_end, on_stage_end
+
+
+def save_figure(study: optuna.Study, figure: go.Figure, *, figure_id: str) -> None:
+    """Store a plotly figure on the study's dashboard page, replacing the one with that id.
+
+    Stored in chunks (optuna_dashboard.save_plotly_graph_object); two processes writing at once
+    could interleave chunks, so the stored text is read back and written again if it differs.
+    """
+    from optuna_dashboard import save_plotly_graph_object
+
+    text = figure.to_json()
+    for _ in range(3):
+        save_plotly_graph_object(study, figure, graph_object_id=figure_id)
+        if stored_figure_json(study, figure_id) == text:
+            return
+    _log.warning("kmlp: figure %s of %s changed while saving", figure_id, study.study_name)
+
+
+def stored_figure_json(study: optuna.Study, figure_id: str) -> str | None:
+    """The JSON text of a saved graph object, or None (reads study system attrs)."""
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    prefix = f"{_PLOT_PREFIX}{figure_id}:"
+    chunks = {k[len(prefix) :]: v for k, v in attrs.items() if k.startswith(prefix)}
+    if not chunks:
+        return None
+    return "".join(chunks[str(i)] for i in range(len(chunks)) if str(i) in chunks)
+
+
+def best_trial_curves(
+    study: optuna.Study, trial_number: int, *, artifact_store: ArtifactStore
+) -> dict[str, list[float]] | None:
+    """Curve columns of a trial read back from its CSV artifact, or None if it has none."""
+    raw = read_trial_artifact(
+        study, trial_number, curves_filenames(trial_number)[1], artifact_store=artifact_store
+    )
+    return read_curves_csv(raw) if raw is not None else None
+
+
+def read_trial_artifact(
+    study: optuna.Study, trial_number: int, filename: str, *, artifact_store: ArtifactStore
+) -> bytes | None:
+    """Bytes of the trial's artifact called ``filename`` (latest upload), or None."""
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == trial_number), None)
+    if trial is None:
+        return None
+    metas = [
+        m for m in get_all_artifact_meta(trial, storage=study._storage) if m.filename == filename
+    ]
+    if not metas:
+        return None
+    try:
+        with artifact_store.open_reader(metas[-1].artifact_id) as fh:
+            return fh.read()
+    except Exception as exc:  # missing file in the store: show what is there
+        _log.warning("kmlp: artifact %s of trial %d unreadable: %s", filename, trial_number, exc)
+        return None
+
+
+def storage_url_of(study: optuna.Study) -> str | None:
+    """The SQLAlchemy URL of a study's RDB storage, or None for other storages."""
+    storage: Any = study._storage
+    backend = getattr(storage, "_backend", storage)
+    url = getattr(backend, "url", None)
+    return url if isinstance(url, str) else None
+
+
+def _upload_snapshot(
+    study: optuna.Study, data: SearchFigureData, artifact_store: ArtifactStore
+) -> str:
+    """Upload the search figure PNG once per (last stage, completed trials); its artifact id."""
+    last_stage = max((s.stage for s in data.stages if s.trial_numbers), default=0)
+    name = f"search-stage{last_stage}-{data.n_complete}trials.png"
+    existing = study._storage.get_study_system_attrs(study._study_id)
+    for key, value in existing.items():
+        meta = json.loads(value) if key.startswith("artifacts:") else None
+        if isinstance(meta, dict) and meta.get("filename") == name:
+            return str(meta["artifact_id"])
+    with tempfile.TemporaryDirectory(prefix="kmlp-search-") as tmp:
+        png = search_matplotlib(data, Path(tmp) / name)
+        return upload_artifact(
+            artifact_store=artifact_store, file_path=str(png), study_or_trial=study
+        )
