@@ -24,12 +24,14 @@ pytestmark = pytest.mark.skipif(not DATA, reason="set KMLP_DATA to the CIFAR-10 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def launch_args(url: str, name: str, *, workers: int, trials: str = "6,3") -> list[str]:
+def launch_args(
+    url: str, name: str, *, workers: int, trials: str = "6,3", n_s: int = 100
+) -> list[str]:
     return [
         sys.executable, "-m", "cli", "launch",
         "--study", name, "--storage", url, "--data", str(DATA),
         "--n-train", "1000", "--n-val", "300", "--hidden", "10",
-        "--cycles", "1", "--n-s", "100",
+        "--cycles", "1", "--n-s", str(n_s),
         "--stages", "2", "--trials", trials, "--top-k", "3",
         "--no-publish", "--workers", str(workers),
     ]  # fmt: skip
@@ -107,7 +109,9 @@ def test_resume_after_interrupt_keeps_trials_and_budget(tmp_path, sig, workers):
 def test_sigkilled_worker_slot_is_run_again(tmp_path):
     url = f"sqlite:///{tmp_path / 'k.db'}"
     proc = subprocess.Popen(
-        launch_args(url, "k", workers=2, trials="5,2"),
+        # trials long enough (about 1 s) that the spawned worker, slower to start than
+        # the in-process one, surely gets some of stage 0's
+        launch_args(url, "k", workers=2, trials="10,2", n_s=500),
         cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     victim: dict[str, int] = {}
@@ -131,7 +135,7 @@ def test_sigkilled_worker_slot_is_run_again(tmp_path):
     assert len(retries) == 1 and retries[0].state in FINISHED
     assert retries[0].params == killed.params
     assert retries[0].user_attrs["stage"] == killed.user_attrs["stage"]
-    check_budgets(trials, [5, 2])
+    check_budgets(trials, [10, 2])
     assert "exited with code -9" in err
 
 
