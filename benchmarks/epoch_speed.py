@@ -181,6 +181,16 @@ def _torch_model(d: int, *, l2_in_optimiser: bool) -> tuple[Any, Any, list[Any]]
     return model, optimiser, weights
 
 
+def _torch_timing(seconds: float, *, total_steps: int, n: int, model: Any) -> dict[str, Any]:
+    epochs = total_steps * BATCH / n
+    return {
+        "seconds": seconds,
+        "seconds_per_epoch": seconds / epochs,
+        "epochs": epochs,
+        "model": model,
+    }
+
+
 def run_torch_dataloader(data: Dataset, total_steps: int) -> dict[str, Any]:
     """The same training as PyTorch's tutorials write it: a DataLoader with shuffle=True
     over a TensorDataset, and the cost J = loss + lambda * sum ||W||^2 in the loss."""
@@ -213,14 +223,7 @@ def run_torch_dataloader(data: Dataset, total_steps: int) -> dict[str, Any]:
             step += 1
             if step == total_steps:
                 break
-    seconds = time.perf_counter() - start
-    epochs = total_steps * BATCH / n
-    return {
-        "seconds": seconds,
-        "seconds_per_epoch": seconds / epochs,
-        "epochs": epochs,
-        "model": model,
-    }
+    return _torch_timing(time.perf_counter() - start, total_steps=total_steps, n=n, model=model)
 
 
 def run_torch(data: Dataset, total_steps: int) -> dict[str, Any]:
@@ -251,14 +254,7 @@ def run_torch(data: Dataset, total_steps: int) -> dict[str, Any]:
         for group in groups:
             group["lr"] = eta
         optimiser.step()
-    seconds = time.perf_counter() - start
-    epochs = total_steps * BATCH / n
-    return {
-        "seconds": seconds,
-        "seconds_per_epoch": seconds / epochs,
-        "epochs": epochs,
-        "model": model,
-    }
+    return _torch_timing(time.perf_counter() - start, total_steps=total_steps, n=n, model=model)
 
 
 def torch_val_accuracy(model: Any, data: Dataset) -> float:

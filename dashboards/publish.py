@@ -30,7 +30,7 @@ from optuna.artifacts import get_all_artifact_meta, upload_artifact
 from dashboards.curves import curves_plotly, read_curves_csv, write_curves_csv
 from dashboards.search_data import SearchFigureData, search_figure_data_for
 from dashboards.search_plot import search_matplotlib, search_plotly
-from dashboards.summary import is_kmlp_note, summary_markdown, trial_note_markdown
+from dashboards.summary import is_kmlp_note, study_summary_markdown, trial_note_markdown
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -102,13 +102,10 @@ def publish_search(
             save_figure(study, curves_plotly(columns, title=title), figure_id=CURVES_FIGURE_ID)
         snapshot_id = _upload_snapshot(study, data, artifact_store)
     url = storage_url or storage_url_of(study)
-    stages = study.user_attrs.get("stages")
-    config = study.user_attrs.get("config")
-    body = summary_markdown(
+    body = study_summary_markdown(
+        study,
         data,
         storage_url=url,
-        stages=stages if isinstance(stages, list) else None,
-        config=config if isinstance(config, dict) else None,
         image_url=f"/artifacts/{study._study_id}/{snapshot_id}" if snapshot_id else None,
     )
     if is_kmlp_note(get_note(study)):

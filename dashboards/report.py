@@ -23,7 +23,7 @@ from dashboards.errors import DashboardError
 from dashboards.publish import curves_filenames, read_trial_artifact
 from dashboards.search_data import search_figure_data_for
 from dashboards.search_plot import figure_title, search_matplotlib, search_plotly
-from dashboards.summary import summary_markdown
+from dashboards.summary import study_summary_markdown
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -64,15 +64,7 @@ def write_report(
         html = out / "search.html"
         html.write_text(_html_page(figure_title(data), figures), encoding="utf-8")
         written.append(html)
-        stages = study.user_attrs.get("stages")
-        config = study.user_attrs.get("config")
-        body = summary_markdown(
-            data,
-            storage_url=storage_url,
-            stages=stages if isinstance(stages, list) else None,
-            config=config if isinstance(config, dict) else None,
-            image_url="search.png",
-        )
+        body = study_summary_markdown(study, data, storage_url=storage_url, image_url="search.png")
         summary = out / "summary.md"
         files = "\n".join(f"- `{p.name}`" for p in [*written, summary])
         summary.write_text(f"{body}\n## Files\n\n{files}\n", encoding="utf-8")

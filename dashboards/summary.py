@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import optuna
 from sqlalchemy.engine import make_url
 
 from dashboards.search_data import SearchFigureData
@@ -34,6 +35,25 @@ def export_command(study_name: str, storage_url: str | None) -> str:
     if storage_url:
         parts += ["--storage", shlex.quote(_shareable_url(storage_url))]
     return " ".join(parts)
+
+
+def study_summary_markdown(
+    study: optuna.Study,
+    data: SearchFigureData,
+    *,
+    storage_url: str | None,
+    image_url: str | None = None,
+) -> str:
+    """``summary_markdown`` with the stages and config read from the study's attributes."""
+    stages = study.user_attrs.get("stages")
+    config = study.user_attrs.get("config")
+    return summary_markdown(
+        data,
+        storage_url=storage_url,
+        stages=stages if isinstance(stages, list) else None,
+        config=config if isinstance(config, dict) else None,
+        image_url=image_url,
+    )
 
 
 def summary_markdown(
