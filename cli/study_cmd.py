@@ -46,6 +46,12 @@ _ARTIFACTS_HELP = (
 _NEGATIVE_VALUES = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.,;eE+\- ]+$")
 
 
+# The search validates on the last 5000 training-batch images; the method's final
+# training holds out only 1000 of them.
+SEARCH_VAL_POOL = 5000
+FINAL_VAL_POOL = 1000
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     _register_launch(sub)
     _register_worker(sub)
@@ -83,6 +89,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         help="BLAS threads (default: as many as the trial used, to repeat its result)",
+    )
+    p.add_argument(
+        "--val-size",
+        type=positive_int,
+        default=FINAL_VAL_POOL,
+        metavar="N",
+        help=f"validation images held out of the 50000 (default {FINAL_VAL_POOL}, the method's "
+        "final step: train on the other 49000); 5000 repeats the search's split",
     )
     p.set_defaults(func=run_retrain)
 
@@ -286,13 +300,15 @@ def run_retrain(args: argparse.Namespace) -> int:
         save=args.save,
         storage_url=args.storage,
         blas_threads=args.blas_threads,
+        val_pool=None if args.val_size == SEARCH_VAL_POOL else args.val_size,
         progress=sys.stderr.isatty() and not args.json,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(
-            f"lambda {result.config.lam:.4e}, {result.config.cycles} cycles: validation accuracy "
+            f"lambda {result.config.lam:.4e}, {result.config.cycles} cycles, "
+            f"{result.train_size} training images: validation accuracy "
             f"{100 * result.val_accuracy:.2f}%, test accuracy {100 * result.test_accuracy:.2f}% "
             f"({result.seconds:.1f} s)"
             + ("" if result.recorded else " [not recorded on the study]")

@@ -105,6 +105,7 @@ def load_cifar10(
     data_dir: str | Path | None = None,
     n_train: int | None = None,
     n_val: int | None = None,
+    val_pool: int | None = None,
     dtype: str = "float32",
     download: bool = True,
     progress: bool = True,
@@ -122,6 +123,9 @@ def load_cifar10(
             is there, that is an error; nothing is downloaded.
         n_train: training images, 1..45000; default all 45000.
         n_val: validation images, 1..5000; default all 5000.
+        val_pool: how many of the last training-batch images form the validation pool
+            (default 5000, the method's split for the search; its final training holds out
+            only 1000 and trains on the other 49000).
         dtype: "float32" or "float64" for X.
         download: if the cache folder has no data, download it there first.
         progress: show a progress bar while downloading.
@@ -132,8 +136,11 @@ def load_cifar10(
     """
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
-    n_train = _check_count("n_train", n_train, N_TRAIN_MAX)
-    n_val = _check_count("n_val", n_val, N_VAL_MAX)
+    if val_pool is not None:
+        val_pool = _check_count("val_pool", val_pool, N_TRAIN_MAX + N_VAL_MAX - 1)
+    max_train = N_TRAIN_MAX if val_pool is None else N_TRAIN_MAX + N_VAL_MAX - val_pool
+    n_train = _check_count("n_train", n_train, max_train)
+    n_val = _check_count("n_val", n_val, N_VAL_MAX if val_pool is None else val_pool)
 
     root, named_by = _resolve(data_dir)
     source = find_source(root)
@@ -144,7 +151,11 @@ def load_cifar10(
     train_parts = [batches[name].data for name in TRAIN_FILES]
     label_parts = [batches[name].labels for name in TRAIN_FILES]
     total = sum(len(part) for part in train_parts)
-    val_pool = total // _VAL_DIVISOR
+    default_pool = val_pool is None
+    if val_pool is None:
+        val_pool = total // _VAL_DIVISOR
+    elif val_pool >= total:
+        raise ConfigError(f"val_pool={val_pool} but only {total} training-batch images exist")
     train_pool = total - val_pool
     if val_pool < 1:
         raise DataError(f"{source.path}: only {total} training images; not CIFAR-10")
@@ -161,7 +172,12 @@ def load_cifar10(
     test: Batch = batches[TEST_FILE]
     X["test"] = test.data.astype(dtype)
     y["test"] = test.labels
-    fingerprint = _fingerprint({name: b.sha256 for name, b in batches.items()}, n_train, n_val)
+    fingerprint = _fingerprint(
+        {name: b.sha256 for name, b in batches.items()},
+        n_train,
+        n_val,
+        val_pool=None if default_pool else val_pool,
+    )
     del batches, train_parts, label_parts, test  # the uint8 copies are no longer needed
 
     mean, std = _moments(X["train"])
@@ -250,10 +266,14 @@ def _moments(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def _fingerprint(file_sha256: dict[str, str], n_train: int, n_val: int) -> str:
+def _fingerprint(
+    file_sha256: dict[str, str], n_train: int, n_val: int, *, val_pool: int | None
+) -> str:
     """sha256 over the batch files' own sha256 (fixed order) and the subset sizes."""
     h = hashlib.sha256(b"kmlp cifar10 v1\n")
     for name in REQUIRED_FILES:
         h.update(f"{name} {file_sha256[name]}\n".encode())
     h.update(f"n_train {n_train}\nn_val {n_val}\n".encode())
+    if val_pool is not None:  # only when not the default, so default fingerprints stay put
+        h.update(f"val_pool {val_pool}\n".encode())
     return h.hexdigest()

@@ -79,6 +79,8 @@ class RetrainResult:
     train_accuracy: float
     seconds: float
     blas_threads: int | None
+    train_size: int
+    val_size: int
     recorded: bool
     record_note: str
 
@@ -94,6 +96,8 @@ class RetrainResult:
             "train_accuracy": self.train_accuracy,
             "seconds": self.seconds,
             "blas_threads": self.blas_threads,
+            "train_size": self.train_size,
+            "val_size": self.val_size,
             "search_val_accuracy": self.export["val_accuracy"],
             "recorded_on_study": self.recorded,
         }
@@ -108,6 +112,7 @@ def retrain(
     save: str | Path | None = None,
     storage_url: str | None = None,
     blas_threads: int | None = None,
+    val_pool: int | None = None,
     progress: bool = False,
     err: TextIO | None = None,
 ) -> RetrainResult:
@@ -116,6 +121,10 @@ def retrain(
     Trains with ``blas_threads`` BLAS threads, by default as many as the exported trial
     used: float32 results depend on it, and with the same data, configuration and thread
     count the retrained network repeats the trial's validation accuracy.
+
+    ``val_pool`` holds out that many of the 50000 training-batch images for validation and
+    trains on the rest; None repeats the search's split (5000). The method's final step
+    holds out 1000 and trains on 49000 (``kmlp retrain``'s default).
 
     The result is appended to the study's ``retrain`` user attribute when the study's
     storage (``storage_url``, else the export's) is reachable; otherwise a warning says
@@ -134,10 +143,13 @@ def retrain(
         data = load_cifar10(
             data_dir=data_dir,
             n_train=stored.get("n_train"),
-            n_val=stored.get("n_val"),
+            n_val=stored.get("n_val") if val_pool is None else None,
+            val_pool=val_pool,
             dtype=config.dtype,
         )
-    if stored.get("fingerprint") and stored["fingerprint"] != data.fingerprint:
+    # Another split has another fingerprint by design; compare only the search's split.
+    same_split = val_pool is None
+    if same_split and stored.get("fingerprint") and stored["fingerprint"] != data.fingerprint:
         print(
             "kmlp: warning: this data differs from the study's (fingerprint mismatch)",
             file=err,
@@ -162,6 +174,8 @@ def retrain(
         train_accuracy=float(result.train_accuracy),
         seconds=float(result.seconds),
         blas_threads=int(threads) if threads else None,
+        train_size=len(data.train.y),
+        val_size=len(data.val.y),
         recorded=False,
         record_note="",
     )

@@ -549,3 +549,18 @@ def test_real_cifar10():
     assert seconds < 10, f"loading took {seconds:.1f} s"
     small = load_cifar10(data_dir=REAL_DATA, n_train=2000, n_val=500)
     assert small.fingerprint != data.fingerprint
+
+
+def test_val_pool_holds_out_fewer_images_for_the_final_training(real_data_dir) -> None:
+    from network.data import load_cifar10 as load
+
+    default = load(data_dir=real_data_dir, n_val=1000, progress=False)
+    final = load(data_dir=real_data_dir, val_pool=1000, progress=False)
+    assert len(final.train) == 49000 and len(final.val) == 1000 and len(final.test) == 10000
+    assert final.fingerprint != default.fingerprint
+    # the held-out images are the last 1000; the search's validation starts 4000 earlier
+    raw_train = load(data_dir=real_data_dir, val_pool=1000, n_train=49000, progress=False)
+    assert np.array_equal(raw_train.val.y, final.val.y)
+    assert np.array_equal(final.train.y[45000:46000], default.val.y[:1000])
+    with pytest.raises(ConfigError):
+        load(data_dir=real_data_dir, val_pool=1000, n_val=2000, progress=False)

@@ -114,7 +114,7 @@ def test_export_then_retrain_records_on_the_study(finished):
     model = folder / "model.npz"
     retrained = kmlp(
         "retrain", str(out), "--cycles", "1", "--json", "--data", DATA, "--save", str(model),
-        cwd=folder,
+        "--val-size", "5000", cwd=folder,
     )  # fmt: skip
     assert retrained.returncode == 0, retrained.stderr
     result = json.loads(retrained.stdout)
@@ -125,6 +125,14 @@ def test_export_then_retrain_records_on_the_study(finished):
     assert model.exists()
     study = optuna.load_study(study_name="cli", storage=url)
     assert study.user_attrs["retrain"][-1]["test_accuracy"] == result["test_accuracy"]
+
+    # by default the method's final step: 1000 validation images, the rest for training
+    final = kmlp("retrain", str(out), "--cycles", "1", "--json", "--data", DATA, cwd=folder)
+    assert final.returncode == 0, final.stderr
+    final_result = json.loads(final.stdout)
+    assert final_result["val_size"] == 1000 and result["val_size"] == document["data"]["val_size"]
+    assert final_result["train_size"] == result["train_size"]  # the study's n_train subset
+    assert "differs" not in final.stderr
 
 
 @needs_data
