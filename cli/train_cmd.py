@@ -31,7 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = training_config_from_args(args)
-    interactive = not args.json and sys.stderr.isatty()
     data = load_cifar10(**data_options_from_args(args), progress=sys.stderr.isatty())
     tested = train_and_test(data=data, config=config, progress=sys.stderr.isatty())
     if args.save:
@@ -52,5 +51,4 @@ def run(args: argparse.Namespace) -> int:
             f"validation accuracy {r.val_accuracy:.2%}  test accuracy {tested.test_accuracy:.2%}"
             f"  ({r.seconds:.1f} s, {r.seconds_per_epoch:.3f} s/epoch, {r.epochs:g} epochs)"
         )
-    del interactive
     return 0
