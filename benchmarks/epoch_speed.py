@@ -43,19 +43,12 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-try:
-    import network
-except ImportError:  # run from a checkout that is not pip-installed
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import network
-
-from network import Dataset, Split, TrainConfig
+from kmlp.network import MLP, Dataset, KmlpNetworkError, Split, TrainConfig, load_cifar10, train
 
 HIDDEN = (50, 50)
 BATCH = 100
@@ -110,7 +103,8 @@ def run_kmlp(data: Dataset, total_steps: int) -> dict[str, Any]:
         data, val=Split(X=data.val.X[:EVAL_IMAGES], y=data.val.y[:EVAL_IMAGES])
     )
     config = kmlp_config(total_steps)
-    result = network.train(data=small, config=config, progress=False)
+    # blas_threads=None: the benchmark sets the thread count around this call itself.
+    result = train(data=small, config=config, progress=False, blas_threads=None)
     # The one checkpoint train() took at the end: the same two evaluations, timed alone.
     net, monitor = result.net, slice(0, config.monitor_size)
     check = min(_timed(lambda: _checkpoint_evals(net, small, monitor)) for _ in range(3))
@@ -125,7 +119,7 @@ def run_kmlp(data: Dataset, total_steps: int) -> dict[str, Any]:
     }
 
 
-def _checkpoint_evals(net: network.MLP, data: Dataset, monitor: slice) -> None:
+def _checkpoint_evals(net: MLP, data: Dataset, monitor: slice) -> None:
     net.evaluate(data.train.X[monitor], data.train.y[monitor], LAM)
     net.evaluate(data.val.X, data.val.y, LAM)
 
@@ -396,8 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     threads = args.threads if args.threads is not None else blas_threads()
     try:
-        data = network.load_cifar10(data_dir=args.data, dtype="float32", progress=not args.json)
-    except network.KmlpNetworkError as exc:
+        data = load_cifar10(data_dir=args.data, dtype="float32", progress=not args.json)
+    except KmlpNetworkError as exc:
         print(f"epoch_speed: error: {exc}", file=sys.stderr)
         return 2
     use_torch = torch_available()

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from optuna.artifacts import FileSystemArtifactStore
 
-from dashboards.errors import DashboardError
-from storage import sqlite_path
+from kmlp.dashboards.errors import DashboardError
+from kmlp.storage import sqlite_path
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore

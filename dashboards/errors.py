@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kmlp.errors import KmlpError
 
-class DashboardError(Exception):
+
+class DashboardError(KmlpError):
     """Base of the dashboards package's user-facing errors (bad port, storage, study, store)."""

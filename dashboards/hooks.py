@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from dashboards.artifacts import artifact_store_for, artifacts_location
-from dashboards.publish import make_hooks
+from kmlp.dashboards.artifacts import artifact_store_for, artifacts_location
+from kmlp.dashboards.publish import make_hooks
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
 
-    from network import TrainResult
+    from kmlp.network import TrainResult
 
 
 @dataclass(frozen=True)

@@ -27,16 +27,16 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
-from dashboards.curves import curves_plotly, read_curves_csv, write_curves_csv
-from dashboards.search_data import SearchFigureData, search_figure_data_for
-from dashboards.search_plot import search_matplotlib, search_plotly
-from dashboards.summary import is_kmlp_note, study_summary_markdown, trial_note_markdown
+from kmlp.dashboards.curves import curves_plotly, read_curves_csv, write_curves_csv
+from kmlp.dashboards.search_data import SearchFigureData, search_figure_data_for
+from kmlp.dashboards.search_plot import search_matplotlib, search_plotly
+from kmlp.dashboards.summary import is_kmlp_note, study_summary_markdown, trial_note_markdown
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
     from optuna.artifacts._protocol import ArtifactStore
 
-    from network import TrainResult
+    from kmlp.network import TrainResult
 
 _log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def publish_trial_curves(
     """
     from optuna_dashboard import save_note
 
-    from network import curve_data, plot_curves
+    from kmlp.network import curve_data, plot_curves
 
     png_name, csv_name = curves_filenames(trial.number)
     lam = result.config.lam

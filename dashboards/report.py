@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from dashboards.curves import curves_plotly, read_curves_csv
-from dashboards.errors import DashboardError
-from dashboards.publish import curves_filenames, read_trial_artifact
-from dashboards.search_data import search_figure_data_for
-from dashboards.search_plot import figure_title, search_matplotlib, search_plotly
-from dashboards.summary import study_summary_markdown
+from kmlp.dashboards.curves import curves_plotly, read_curves_csv
+from kmlp.dashboards.errors import DashboardError
+from kmlp.dashboards.publish import curves_filenames, read_trial_artifact
+from kmlp.dashboards.search_data import search_figure_data_for
+from kmlp.dashboards.search_plot import figure_title, search_matplotlib, search_plotly
+from kmlp.dashboards.summary import study_summary_markdown
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -91,7 +91,7 @@ def _best_curves(
         path.write_bytes(raw_png)
         written.append(path)
     elif raw_csv is not None:
-        from network import plot_curves
+        from kmlp.network import plot_curves
 
         path = out / f"best-{png_name}"
         plot_curves(read_curves_csv(raw_csv), path)

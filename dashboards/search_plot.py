@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dashboards.search_data import SearchFigureData, StageSeries
+from kmlp.dashboards.search_data import SearchFigureData, StageSeries
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

@@ -15,10 +15,10 @@ from socketserver import ThreadingMixIn
 from typing import Any, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from dashboards.artifacts import artifact_store_for, artifacts_location
-from dashboards.errors import DashboardError
-from dashboards.storage_access import open_existing_storage
-from storage import display_url
+from kmlp.dashboards.artifacts import artifact_store_for, artifacts_location
+from kmlp.dashboards.errors import DashboardError
+from kmlp.dashboards.storage_access import open_existing_storage
+from kmlp.storage import display_url
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

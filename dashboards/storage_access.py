@@ -10,8 +10,8 @@ from __future__ import annotations
 import optuna
 import sqlalchemy.exc
 
-from dashboards.errors import DashboardError
-from storage import display_url, open_storage, resolve_url, sqlite_path, study_names
+from kmlp.dashboards.errors import DashboardError
+from kmlp.storage import display_url, open_storage, resolve_url, sqlite_path, study_names
 
 
 def open_existing_storage(storage_url: str | None) -> tuple[str, optuna.storages.RDBStorage]:

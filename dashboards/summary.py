@@ -13,8 +13,8 @@ from typing import Any
 import optuna
 from sqlalchemy.engine import make_url
 
-from dashboards.search_data import SearchFigureData
-from storage import portable_url
+from kmlp.dashboards.search_data import SearchFigureData
+from kmlp.storage import portable_url
 
 HEADING = "# kmlp λ search"
 FOOTER = (

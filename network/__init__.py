@@ -1,11 +1,11 @@
 """The k-layer fully connected network on CIFAR-10: data, layers, model, gradient check,
-training. Imports nothing else of kmlp's."""
+training. Imports nothing else of kmlp's but the error root, ``kmlp.errors``."""
 
 from __future__ import annotations
 
-from network.config import TrainConfig
-from network.curves import curve_data, plot_curves
-from network.data import (
+from kmlp.network.config import TrainConfig
+from kmlp.network.curves import curve_data, plot_curves
+from kmlp.network.data import (
     Dataset,
     Split,
     default_cache_dir,
@@ -13,13 +13,15 @@ from network.data import (
     load_cifar10,
     resolve_data_dir,
 )
-from network.errors import ConfigError, DataError, DivergenceError, KmlpNetworkError
-from network.model import MLP
-from network.persist import load_model, save_model
-from network.schedule import cyclical_lr
-from network.training import Checkpoint, TrainResult, train
+from kmlp.network.errors import ConfigError, DataError, DivergenceError, KmlpNetworkError
+from kmlp.network.model import MLP
+from kmlp.network.persist import load_model, save_model
+from kmlp.network.schedule import cyclical_lr
+from kmlp.network.threads import DEFAULT_BLAS_THREADS, blas_limit, blas_threads
+from kmlp.network.training import Checkpoint, TrainResult, train
 
 __all__ = [
+    "DEFAULT_BLAS_THREADS",
     "MLP",
     "Checkpoint",
     "ConfigError",
@@ -30,6 +32,8 @@ __all__ = [
     "Split",
     "TrainConfig",
     "TrainResult",
+    "blas_limit",
+    "blas_threads",
     "curve_data",
     "cyclical_lr",
     "default_cache_dir",

@@ -15,9 +15,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from network.download import ARCHIVE_NAME
-from network.errors import DataError
-from network.safe_pickle import safe_loads
+from kmlp.network.download import ARCHIVE_NAME
+from kmlp.network.errors import DataError
+from kmlp.network.safe_pickle import safe_loads
 
 FOLDER_NAME = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))

@@ -7,9 +7,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from network.errors import ConfigError
-from network.init import parse_init
-from network.model import check_dtype
+from kmlp.network.errors import ConfigError
+from kmlp.network.init import parse_init
+from kmlp.network.model import check_dtype
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from network.training import Checkpoint
+from kmlp.network.training import Checkpoint
 
 _PANELS = (("loss", "loss"), ("cost", "cost"), ("accuracy", "accuracy"))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from network.cifar_files import (
+from kmlp.network.cifar_files import (
     ARCHIVE_NAME,
     FOLDER_NAME,
     REQUIRED_FILES,
@@ -26,8 +26,8 @@ from network.cifar_files import (
     find_source,
     read_batches,
 )
-from network.download import default_cache_dir, download_cifar10
-from network.errors import ConfigError, DataError
+from kmlp.network.download import default_cache_dir, download_cifar10
+from kmlp.network.errors import ConfigError, DataError
 
 __all__ = [
     "Dataset",

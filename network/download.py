@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from network.errors import DataError
+from kmlp.network.errors import DataError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # published next to the archive

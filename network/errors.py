@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from kmlp.errors import KmlpError
 
-class KmlpNetworkError(Exception):
+
+class KmlpNetworkError(KmlpError):
     """Base of the network package's user-facing errors."""
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from network.config import TrainConfig
-from network.data import Dataset
-from network.training import Callback, TrainResult, train
+from kmlp.network.config import TrainConfig
+from kmlp.network.data import Dataset
+from kmlp.network.threads import DEFAULT_BLAS_THREADS, blas_limit
+from kmlp.network.training import Callback, TrainResult, train
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class TestedRun:
             "epochs": r.epochs,
             "steps": r.steps,
             "stopped": r.stopped,
+            "blas_threads": r.blas_threads,
             "config": r.config.to_dict(),
         }
 
@@ -41,8 +43,12 @@ def train_and_test(
     config: TrainConfig,
     callback: Callback | None = None,
     progress: bool = False,
+    blas_threads: int | None = DEFAULT_BLAS_THREADS,
 ) -> TestedRun:
     """Train on ``data.train`` (validating on ``data.val``), then score ``data.test``."""
-    result = train(data=data, config=config, callback=callback, progress=progress)
-    loss, _, acc = result.net.evaluate(data.test.X, data.test.y, config.lam)
+    result = train(
+        data=data, config=config, callback=callback, progress=progress, blas_threads=blas_threads
+    )
+    with blas_limit(blas_threads):
+        loss, _, acc = result.net.evaluate(data.test.X, data.test.y, config.lam)
     return TestedRun(result=result, test_accuracy=acc, test_loss=loss)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from network.model import MLP
+from kmlp.network.model import MLP
 
 
 def numerical_gradients(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from network.errors import ConfigError
+from kmlp.network.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from network.errors import ConfigError
-from network.init import init_params, parse_init
-from network.layers import (
+from kmlp.network.errors import ConfigError
+from kmlp.network.init import init_params, parse_init
+from kmlp.network.layers import (
     RunningStats,
     affine_backward,
     affine_forward,

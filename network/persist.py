@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from network.errors import ConfigError, DataError, KmlpNetworkError
-from network.layers import RunningStats
-from network.model import MLP
+from kmlp.network.errors import ConfigError, DataError, KmlpNetworkError
+from kmlp.network.layers import RunningStats
+from kmlp.network.model import MLP
 
 _FORMAT = "kmlp-model-1"
 

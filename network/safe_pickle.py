@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from network.errors import DataError
+from kmlp.network.errors import DataError
 
 try:  # NumPy >= 2 moved the implementation to numpy._core; numpy.core warns on import there
     from numpy._core.multiarray import _reconstruct

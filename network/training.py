@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from network.config import TrainConfig
-from network.data import Dataset
-from network.errors import ConfigError, DivergenceError
-from network.model import MLP
-from network.schedule import cyclical_lr
+from kmlp.network.config import TrainConfig
+from kmlp.network.data import Dataset
+from kmlp.network.errors import ConfigError, DivergenceError
+from kmlp.network.model import MLP
+from kmlp.network.schedule import cyclical_lr
+from kmlp.network.threads import DEFAULT_BLAS_THREADS, blas_limit
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,11 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """A trained network with its history and timing (seconds of wall time)."""
+    """A trained network with its history and timing (seconds of wall time).
+
+    ``blas_threads`` is the BLAS thread count it trained with (float32 sums, so results,
+    depend on it); None if no BLAS library was found.
+    """
 
     net: MLP
     config: TrainConfig
@@ -45,6 +50,7 @@ class TrainResult:
     epochs: float
     steps: int
     stopped: bool
+    blas_threads: int | None = None
 
 
 Callback = Callable[[Checkpoint], "bool | None"]
@@ -68,13 +74,29 @@ def train(
     config: TrainConfig,
     callback: Callback | None = None,
     progress: bool = False,
+    blas_threads: int | None = DEFAULT_BLAS_THREADS,
 ) -> TrainResult:
     """Train a fresh MLP on ``data.train`` and score it on ``data.val``.
 
     Runs 2 * n_s * cycles updates of ``config.batch_size`` images, reshuffling every
     epoch. At each checkpoint ``callback`` gets the metrics; returning True stops
-    training. Raises DivergenceError when a batch loss is NaN or inf.
+    training. Raises DivergenceError when a batch loss is NaN or inf. Trains with
+    ``blas_threads`` BLAS threads (default one; None leaves BLAS as it is).
     """
+    with blas_limit(blas_threads) as threads:
+        return _train(
+            data=data, config=config, callback=callback, progress=progress, threads=threads
+        )
+
+
+def _train(
+    *,
+    data: Dataset,
+    config: TrainConfig,
+    callback: Callback | None,
+    progress: bool,
+    threads: int | None,
+) -> TrainResult:
     X, y = data.train.X, data.train.y
     n, d = X.shape
     if n < 1:
@@ -155,6 +177,7 @@ def train(
         epochs=epochs,
         steps=step,
         stopped=stopped,
+        blas_threads=threads,
     )
 
 

@@ -15,12 +15,12 @@ Errors are ``storage.errors.StorageError`` (one line, no password shown).
 
 from __future__ import annotations
 
-from storage.errors import StorageError
-from storage.exportfile import read_export, write_export
-from storage.heartbeat import HeartbeatSettings
-from storage.locks import storage_lock
-from storage.rdb import open_storage, study_names
-from storage.urls import DEFAULT_URL, display_url, portable_url, resolve_url, sqlite_path
+from kmlp.storage.errors import StorageError
+from kmlp.storage.exportfile import read_export, write_export
+from kmlp.storage.heartbeat import HeartbeatSettings
+from kmlp.storage.locks import storage_lock
+from kmlp.storage.rdb import open_storage, study_names
+from kmlp.storage.urls import DEFAULT_URL, display_url, portable_url, resolve_url, sqlite_path
 
 __all__ = [
     "DEFAULT_URL",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kmlp.errors import KmlpError
 
-class StorageError(Exception):
+
+class StorageError(KmlpError):
     """A storage URL is malformed or unreachable, or a stored file is not what it claims."""

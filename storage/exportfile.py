@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from storage.errors import StorageError
+from kmlp.storage.errors import StorageError
 
 FORMAT = "kmlp-export"
 FORMAT_VERSION = 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from storage.errors import StorageError
+from kmlp.storage.errors import StorageError
 
 ENV_INTERVAL = "KMLP_HEARTBEAT_INTERVAL"
 ENV_GRACE = "KMLP_HEARTBEAT_GRACE"

@@ -26,8 +26,8 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 
-from storage.errors import StorageError
-from storage.urls import display_url, sqlite_path
+from kmlp.storage.errors import StorageError
+from kmlp.storage.urls import display_url, sqlite_path
 
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()

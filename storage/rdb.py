@@ -7,15 +7,14 @@ import warnings
 import optuna
 import sqlalchemy.exc
 
-from storage.errors import StorageError
-from storage.heartbeat import HeartbeatSettings
-from storage.urls import (
+from kmlp.storage.errors import StorageError
+from kmlp.storage.heartbeat import HeartbeatSettings
+from kmlp.storage.urls import (
     backend,
     display_url,
     engine_kwargs,
     resolve_url,
     sqlite_path,
-    with_driver,
 )
 
 
@@ -32,7 +31,7 @@ def open_storage(
     Raises StorageError, one line, if the URL is malformed, its driver is missing, or the
     database cannot be reached; nothing stored is touched.
     """
-    url = with_driver(resolve_url(url))
+    url = resolve_url(url)
     path = sqlite_path(url)
     if path is not None and not path.parent.is_dir():
         raise StorageError(f"cannot open {display_url(url)}: folder {path.parent} does not exist")

@@ -2,19 +2,21 @@
 
 kmlp stores studies in any SQLAlchemy URL Optuna accepts. SQLite (the default,
 ``sqlite:///kmlp.db`` in the working folder) suits one machine; PostgreSQL suits
-workers on several machines.
+workers on several machines. A plain ``postgresql://`` URL means psycopg 3 (SQLAlchemy
+2.1's default driver, a kmlp dependency), so the same URL works in kmlp, Optuna's CLI,
+``optuna.load_study`` and optuna-dashboard; ``postgresql+psycopg2://`` works where
+psycopg2 is installed.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import sqlalchemy.engine
 import sqlalchemy.exc
 
-from storage.errors import StorageError
+from kmlp.storage.errors import StorageError
 
 DEFAULT_URL = "sqlite:///kmlp.db"
 ENV_VAR = "KMLP_STORAGE"
@@ -40,21 +42,6 @@ def parse_url(url: str) -> sqlalchemy.engine.URL:
     except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
         raise StorageError(f"malformed storage URL {url!r}: {exc}") from None
     return parsed
-
-
-def with_driver(url: str) -> str:
-    """``url`` with an installed PostgreSQL driver made explicit.
-
-    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3; kmlp depends on
-    psycopg2 (``psycopg2-binary``), so a bare URL uses it when psycopg 3 is absent.
-    """
-    parsed = parse_url(url)
-    if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
-        if importlib.util.find_spec("psycopg2") is not None:
-            return parsed.set(drivername="postgresql+psycopg2").render_as_string(
-                hide_password=False
-            )
-    return url
 
 
 def backend(url: str) -> str:

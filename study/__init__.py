@@ -50,14 +50,14 @@ completed_at, best_trial, best_value, best_lambda), ``retrain`` (list of results
 
 from __future__ import annotations
 
-from study.config import SearchConfig, parse_ranges, parse_trials
-from study.data import CifarSource
-from study.errors import StudyError
-from study.export import RetrainResult, export_best, retrain
-from study.launch import launch
-from study.narrowing import narrow
-from study.summary import study_rows, study_table
-from study.worker import WorkerStats, run_worker
+from kmlp.study.config import SearchConfig, parse_ranges, parse_trials
+from kmlp.study.data import CifarSource
+from kmlp.study.errors import StudyError
+from kmlp.study.export import RetrainResult, export_best, retrain
+from kmlp.study.launch import launch
+from kmlp.study.narrowing import narrow
+from kmlp.study.summary import study_rows, study_table
+from kmlp.study.worker import WorkerStats, run_worker
 
 __all__ = [
     "CifarSource",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import optuna
 
-from storage import StorageError, display_url, open_storage, study_names
-from storage.heartbeat import HeartbeatSettings
-from study.errors import StudyError
+from kmlp.storage import StorageError, display_url, open_storage, study_names
+from kmlp.storage.heartbeat import HeartbeatSettings
+from kmlp.study.errors import StudyError
 
 
 def load(

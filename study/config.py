@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from study.errors import StudyError
+from kmlp.study.errors import StudyError
 
 SAMPLERS = ("random", "tpe")
 

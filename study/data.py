@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from network import Dataset, load_cifar10
+from kmlp.network import Dataset, load_cifar10
 
 DataSource = Callable[[], Dataset]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kmlp.errors import KmlpError
 
-class StudyError(Exception):
+
+class StudyError(KmlpError):
     """A bad search setting, an unknown or mismatched study, nothing to export, ..."""

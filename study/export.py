@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import platform
@@ -12,15 +11,23 @@ from typing import Any, TextIO
 
 import numpy as np
 import optuna
-from threadpoolctl import threadpool_limits
 
-from network import Dataset, KmlpNetworkError, TrainConfig, load_cifar10, save_model, train
-from storage import StorageError, open_storage, portable_url, read_export, write_export
-from study.access import load
-from study.errors import StudyError
-from study.launch import kmlp_version
-from study.records import PARAM, now
-from study.summary import best_completed
+from kmlp.network import (
+    DEFAULT_BLAS_THREADS,
+    Dataset,
+    KmlpNetworkError,
+    TrainConfig,
+    blas_limit,
+    load_cifar10,
+    save_model,
+    train,
+)
+from kmlp.storage import StorageError, open_storage, portable_url, read_export, write_export
+from kmlp.study.access import load
+from kmlp.study.errors import StudyError
+from kmlp.study.launch import kmlp_version
+from kmlp.study.records import PARAM, now
+from kmlp.study.summary import best_completed
 
 
 def export_content(study: optuna.Study, *, storage_url: str) -> dict[str, Any]:
@@ -155,15 +162,10 @@ def retrain(
             file=err,
             flush=True,
         )
-    threads = blas_threads or export.get("blas_threads")
-    limits = (
-        threadpool_limits(limits=int(threads), user_api="blas")
-        if threads
-        else contextlib.nullcontext()
-    )
-    with limits:
-        result = train(data=data, config=config, progress=progress)
-    test_accuracy = float(result.net.accuracy(data.test.X, data.test.y))
+    threads = blas_threads or export.get("blas_threads") or DEFAULT_BLAS_THREADS
+    result = train(data=data, config=config, progress=progress, blas_threads=int(threads))
+    with blas_limit(int(threads)):
+        test_accuracy = float(result.net.accuracy(data.test.X, data.test.y))
     if save is not None:
         save_model(result.net, save, config=config)
     outcome = RetrainResult(
@@ -173,7 +175,7 @@ def retrain(
         test_accuracy=test_accuracy,
         train_accuracy=float(result.train_accuracy),
         seconds=float(result.seconds),
-        blas_threads=int(threads) if threads else None,
+        blas_threads=result.blas_threads,
         train_size=len(data.train.y),
         val_size=len(data.val.y),
         recorded=False,

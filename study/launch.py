@@ -2,7 +2,7 @@
 
 ``launch`` records the configuration in the study (or checks it against the stored one
 on resume), then runs workers: itself, plus ``workers - 1`` spawned processes, each
-limited to ``blas_threads`` BLAS threads (default: cores // workers). An interrupt
+limited to ``blas_threads`` BLAS threads (default one). An interrupt
 (SIGINT, SIGTERM) fails the running trials, which frees their budget slots, stops the
 other workers the same way, and re-raises KeyboardInterrupt.
 """
@@ -21,15 +21,16 @@ from typing import Any, TextIO
 
 import optuna
 
-from network import Dataset, KmlpNetworkError, TrainConfig
-from storage import HeartbeatSettings, StorageError, open_storage, storage_lock
-from study.config import SearchConfig
-from study.data import DataSource, data_record
-from study.errors import StudyError
-from study.objective import TrialHook
-from study.records import differences, now
-from study.summary import study_table
-from study.worker import StageHook, run_worker
+from kmlp.network import DEFAULT_BLAS_THREADS, Dataset, KmlpNetworkError, TrainConfig
+from kmlp.network.threads import check_blas_threads
+from kmlp.storage import HeartbeatSettings, StorageError, open_storage, storage_lock
+from kmlp.study.config import SearchConfig
+from kmlp.study.data import DataSource, data_record
+from kmlp.study.errors import StudyError
+from kmlp.study.objective import TrialHook
+from kmlp.study.records import differences, now
+from kmlp.study.summary import study_table
+from kmlp.study.worker import StageHook, run_worker
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # One worker per core with one BLAS thread each: on 2 cores, 2 workers x 1 thread ran a
@@ -94,7 +95,7 @@ def launch(
     data: Dataset | None = None,
     data_options: dict[str, Any] | None = None,
     workers: int = 1,
-    blas_threads: int | None = None,
+    blas_threads: int = DEFAULT_BLAS_THREADS,
     heartbeat: HeartbeatSettings | None = None,
     on_trial_end: TrialHook | None = None,
     on_stage_end: StageHook | None = None,
@@ -109,7 +110,7 @@ def launch(
         data_options: n_train / n_val as given (recorded; None = all).
         workers: processes on this machine (this one plus workers - 1 spawned); the CLI
             defaults to DEFAULT_WORKERS.
-        blas_threads: BLAS threads per worker; default cores // workers (at least 1).
+        blas_threads: BLAS threads per worker (default one: parallelism comes from workers).
         on_trial_end, on_stage_end, artifact_store: see the ``study`` package docstring;
             with workers > 1 they must be picklable (module-level functions).
     Returns the study, all stages finished.
@@ -120,7 +121,7 @@ def launch(
         raise StudyError("workers > 1 need a data_source each worker process can call")
     out = out or sys.stdout
     heartbeat = heartbeat or HeartbeatSettings.from_env()
-    threads = blas_threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = check_blas_threads(blas_threads)
     rdb = open_storage(storage_url, heartbeat=heartbeat)
     if data is None:
         assert data_source is not None

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from study.errors import StudyError
+from kmlp.study.errors import StudyError
 
 MAX_RATIO = 0.8
 

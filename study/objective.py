@@ -25,9 +25,17 @@ from typing import TextIO
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from threadpoolctl import threadpool_info
 
-from network import Checkpoint, Dataset, DivergenceError, TrainConfig, TrainResult, train
+from kmlp.network import (
+    DEFAULT_BLAS_THREADS,
+    Checkpoint,
+    Dataset,
+    DivergenceError,
+    TrainConfig,
+    TrainResult,
+    blas_limit,
+    train,
+)
 
 TrialHook = Callable[[optuna.Study, optuna.Trial, TrainResult], None]
 
@@ -51,8 +59,12 @@ def run_trial(
     prune: bool,
     on_trial_end: TrialHook | None = None,
     err: TextIO | None = None,
+    blas_threads: int | None = DEFAULT_BLAS_THREADS,
 ) -> Outcome:
-    """Train ``trial`` (its ``log10_lambda`` already set) and tell the study the outcome."""
+    """Train ``trial`` (its ``log10_lambda`` already set) and tell the study the outcome.
+
+    Trains with ``blas_threads`` BLAS threads (None: as BLAS is set up).
+    """
     log10_lambda = float(trial.params["log10_lambda"])
     lam = 10.0**log10_lambda
     config = dataclasses.replace(base_config, lam=lam)
@@ -75,9 +87,16 @@ def run_trial(
     try:
         trial.set_user_attr("lambda", lam)
         # float32 sums differ with the BLAS thread count; retrain uses the same count.
-        trial.set_user_attr("blas_threads", blas_threads())
+        with blas_limit(blas_threads) as threads:
+            trial.set_user_attr("blas_threads", threads)
         try:
-            result = train(data=data, config=config, callback=on_checkpoint, progress=False)
+            result = train(
+                data=data,
+                config=config,
+                callback=on_checkpoint,
+                progress=False,
+                blas_threads=blas_threads,
+            )
         except DivergenceError as exc:
             trial.set_user_attr("diverged_at_step", int(exc.step))
             trial.set_user_attr("seconds", time.perf_counter() - start)
@@ -107,12 +126,6 @@ def run_trial(
         except Exception:  # storage gone too; the heartbeat will fail the trial
             pass
         raise
-
-
-def blas_threads() -> int | None:
-    """Threads the BLAS library uses now (None if threadpoolctl finds no BLAS)."""
-    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
-    return max(counts) if counts else None
 
 
 def _tell(

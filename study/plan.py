@@ -21,8 +21,8 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from study.config import SearchConfig
-from study.narrowing import Scored, narrow
+from kmlp.study.config import SearchConfig
+from kmlp.study.narrowing import Scored, narrow
 
 OCCUPYING = (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

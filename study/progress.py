@@ -10,9 +10,9 @@ from typing import Any, TextIO
 import optuna
 from optuna.trial import TrialState
 
-from study import plan
-from study.objective import Outcome
-from study.records import trial_infos
+from kmlp.study import plan
+from kmlp.study.objective import Outcome
+from kmlp.study.records import trial_infos
 
 
 def stage_opened(record: dict[str, Any], *, out: TextIO, prefix: str) -> None:

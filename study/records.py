@@ -25,7 +25,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from study.plan import TrialInfo
+from kmlp.study.plan import TrialInfo
 
 PARAM = "log10_lambda"
 # Keys that may differ on resume: the stored lambda is a placeholder; the data may be

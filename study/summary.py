@@ -9,8 +9,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from study.plan import TrialInfo, completed, stage_counts
-from study.records import trial_infos
+from kmlp.study.plan import TrialInfo, completed, stage_counts
+from kmlp.study.records import trial_infos
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ checked is still true when the trial exists: budgets are exact.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import socket
@@ -24,19 +23,18 @@ from typing import Any, TextIO
 import numpy as np
 import optuna
 from optuna.trial import TrialState
-from threadpoolctl import threadpool_limits
 
-from network import Dataset, TrainConfig
-from storage import HeartbeatSettings, open_storage, storage_lock
-from study import plan, progress
-from study.access import load
-from study.config import SearchConfig
-from study.data import DataSource
-from study.errors import StudyError
-from study.heartbeat import Heartbeat
-from study.objective import TrialHook, run_trial
-from study.pruning import StageMedianPruner
-from study.records import PARAM, now, trial_infos
+from kmlp.network import DEFAULT_BLAS_THREADS, Dataset, TrainConfig, blas_limit
+from kmlp.storage import HeartbeatSettings, open_storage, storage_lock
+from kmlp.study import plan, progress
+from kmlp.study.access import load
+from kmlp.study.config import SearchConfig
+from kmlp.study.data import DataSource
+from kmlp.study.errors import StudyError
+from kmlp.study.heartbeat import Heartbeat
+from kmlp.study.objective import TrialHook, run_trial
+from kmlp.study.pruning import StageMedianPruner
+from kmlp.study.records import PARAM, now, trial_infos
 
 StageHook = Callable[[optuna.Study], None]
 
@@ -63,22 +61,18 @@ def run_worker(
     out: TextIO | None = None,
     poll_seconds: float | None = None,
     max_trials: int | None = None,
-    blas_threads: int | None = None,
+    blas_threads: int | None = DEFAULT_BLAS_THREADS,
 ) -> WorkerStats:
     """Work on ``study_name`` until every stage is finished (or ``max_trials`` ran).
 
     ``data`` or ``data_source`` gives the data; it must have the fingerprint stored in the
-    study. ``blas_threads`` limits BLAS threads while training (None: no limit).
+    study. ``blas_threads`` limits BLAS threads while training (default one; None: no
+    limit).
     ``artifact_store`` is not used here; hooks that need it get it bound (e.g.
     ``functools.partial``); it is accepted so that callers can pass one object through.
     """
     del artifact_store
-    limits = (
-        threadpool_limits(limits=blas_threads, user_api="blas")
-        if blas_threads
-        else contextlib.nullcontext()
-    )
-    with limits:
+    with blas_limit(blas_threads):
         return _work(
             study_name=study_name,
             storage_url=storage_url,
@@ -91,6 +85,7 @@ def run_worker(
             out=out,
             poll_seconds=poll_seconds,
             max_trials=max_trials,
+            blas_threads=blas_threads,
         )
 
 
@@ -107,6 +102,7 @@ def _work(
     out: TextIO | None,
     poll_seconds: float | None,
     max_trials: int | None,
+    blas_threads: int | None,
 ) -> WorkerStats:
     heartbeat = heartbeat or HeartbeatSettings.from_env()
     out = out or sys.stdout
@@ -158,6 +154,7 @@ def _work(
                 base_config=base_config,
                 prune=search.prune,
                 on_trial_end=on_trial_end,
+                blas_threads=blas_threads,
             )
         ran += 1
         stats.trials[outcome.state.name] = stats.trials.get(outcome.state.name, 0) + 1

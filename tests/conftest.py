@@ -23,7 +23,7 @@ def real_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def real_data(real_data_dir: Path):
-    from network import load_cifar10
+    from kmlp.network import load_cifar10
 
     return load_cifar10(data_dir=real_data_dir, progress=False)
 
@@ -32,7 +32,7 @@ def synthetic_dataset(
     *, n_train: int = 600, n_val: int = 200, d: int = 30, seed: int = 0, dtype: str = "float32"
 ):
     """A small learnable problem: class means in d dimensions plus noise."""
-    from network import Dataset, Split
+    from kmlp.network import Dataset, Split
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 1.0, size=(10, d))
@@ -66,11 +66,11 @@ class CliResult:
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
 ) -> CliResult:
-    """Run ``python -m cli ARGS`` in a subprocess, as a user would run ``kmlp``."""
+    """Run ``python -m kmlp ARGS`` in a subprocess, as a user would run ``kmlp``."""
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "kmlp", *args],
         capture_output=True,
         text=True,
         env=full_env,

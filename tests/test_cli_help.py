@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli.main import build_parser
+from kmlp.cli.main import build_parser
 
 
 def _parsers(parser: argparse.ArgumentParser, prog: str = "kmlp"):

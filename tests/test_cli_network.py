@@ -70,7 +70,7 @@ def test_train_json_save_and_plot(tmp_path, real_data_dir) -> None:
     assert 0.2 < summary["test_accuracy"] < 1 and summary["config"]["hidden"] == [20]
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
 
-    from network import load_cifar10, load_model
+    from kmlp.network import load_cifar10, load_model
 
     data = load_cifar10(data_dir=real_data_dir, n_train=2000, n_val=500, progress=False)
     net = load_model(model)

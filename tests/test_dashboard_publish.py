@@ -17,20 +17,24 @@ import optuna
 import pytest
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
 
-from dashboards.artifacts import artifact_store_for, artifacts_location, default_artifacts_location
-from dashboards.curves import read_curves_csv
-from dashboards.errors import DashboardError
-from dashboards.hooks import publisher_for
-from dashboards.publish import (
+from kmlp.dashboards.artifacts import (
+    artifact_store_for,
+    artifacts_location,
+    default_artifacts_location,
+)
+from kmlp.dashboards.curves import read_curves_csv
+from kmlp.dashboards.errors import DashboardError
+from kmlp.dashboards.hooks import publisher_for
+from kmlp.dashboards.publish import (
     CURVES_FIGURE_ID,
     SEARCH_FIGURE_ID,
     make_hooks,
     publish_search,
     stored_figure_json,
 )
-from dashboards.summary import HEADING
-from network import TrainConfig, curve_data, train
-from network.data import Dataset, Split
+from kmlp.dashboards.summary import HEADING
+from kmlp.network import TrainConfig, curve_data, train
+from kmlp.network.data import Dataset, Split
 
 STUDY = "demo"
 STAGES = (
@@ -232,7 +236,7 @@ def test_s3_location_needs_boto3_or_gives_a_prefixed_store(monkeypatch: pytest.M
             artifact_store_for("sqlite:///k.db", "s3://bucket/kmlp/runs")
         return
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    from dashboards.artifacts import PrefixedArtifactStore
+    from kmlp.dashboards.artifacts import PrefixedArtifactStore
 
     store = artifact_store_for("sqlite:///k.db", "s3://bucket/kmlp/runs")
     assert isinstance(store, PrefixedArtifactStore)

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.publish import CURVES_FIGURE_ID, SEARCH_FIGURE_ID
+from kmlp.dashboards.publish import CURVES_FIGURE_ID, SEARCH_FIGURE_ID
 from tests.test_dashboard_publish import STAGES, STUDY, shared_study
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def cli_env() -> dict[str, str]:
-    """Environment for ``python -m cli`` from the repository, free of the user's kmlp settings."""
+    """Environment for ``python -m kmlp`` from the repository, free of the user's kmlp settings."""
     env = {k: v for k, v in os.environ.items() if k not in ("KMLP_STORAGE", "KMLP_ARTIFACTS")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
@@ -34,9 +34,9 @@ def cli_env() -> dict[str, str]:
 def run_cli(
     *args: str, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m cli ARGS`` to completion (``env``: extra variables)."""
+    """Run ``python -m kmlp ARGS`` to completion (``env``: extra variables)."""
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "kmlp", *args],
         cwd=REPO,
         env=cli_env() | (env or {}),
         capture_output=True,
@@ -48,7 +48,17 @@ def run_cli(
 def start_dashboard(storage_url: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
     """Start ``kmlp dashboard --port 0`` and return (process, base URL) once it answers."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "dashboard", "--storage", storage_url, "--port", "0", *extra],
+        [
+            sys.executable,
+            "-m",
+            "kmlp",
+            "dashboard",
+            "--storage",
+            storage_url,
+            "--port",
+            "0",
+            *extra,
+        ],
         cwd=REPO,
         env=cli_env(),
         stdout=subprocess.PIPE,
@@ -187,7 +197,7 @@ def test_workers_writing_beside_the_dashboard_never_fail(tmp_path: Path) -> None
 
     import optuna
 
-    from storage import open_storage
+    from kmlp.storage import open_storage
 
     url = f"sqlite:///{tmp_path / 'busy.db'}"
     study = optuna.create_study(study_name="busy", storage=open_storage(url), direction="maximize")
@@ -226,9 +236,9 @@ def test_dashboard_on_postgresql(tmp_path: Path) -> None:
 
     import optuna
 
-    from dashboards.artifacts import artifact_store_for
-    from dashboards.publish import publish_search
-    from storage import open_storage
+    from kmlp.dashboards.artifacts import artifact_store_for
+    from kmlp.dashboards.publish import publish_search
+    from kmlp.storage import open_storage
 
     name = f"kmlp-dashboard-test-{uuid.uuid4().hex[:8]}"
     storage = open_storage(url)

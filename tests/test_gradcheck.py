@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from network import MLP
-from network.gradcheck import gradient_check, numerical_gradients, randomise_bn_params
+from kmlp.network import MLP
+from kmlp.network.gradcheck import gradient_check, numerical_gradients, randomise_bn_params
 
 NETS = {
     2: [50],

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from study.errors import StudyError
-from study.narrowing import MAX_RATIO, Scored, narrow, rank
+from kmlp.study.errors import StudyError
+from kmlp.study.narrowing import MAX_RATIO, Scored, narrow, rank
 
 
 def s(number: int, x: float, value: float) -> Scored:

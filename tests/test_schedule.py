@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from network.schedule import cyclical_lr
-from network.training import checkpoint_steps
+from kmlp.network.schedule import cyclical_lr
+from kmlp.network.training import checkpoint_steps
 
 LO, HI = 1e-5, 1e-1
 

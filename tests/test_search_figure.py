@@ -10,9 +10,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from dashboards.search_data import search_figure_data, search_figure_data_for
-from dashboards.search_plot import search_matplotlib, search_plotly, stage_colour
-from dashboards.summary import export_command, is_kmlp_note, summary_markdown
+from kmlp.dashboards.search_data import search_figure_data, search_figure_data_for
+from kmlp.dashboards.search_plot import search_matplotlib, search_plotly, stage_colour
+from kmlp.dashboards.summary import export_command, is_kmlp_note, summary_markdown
 
 STAGES = [
     {"low": -5.0, "high": -1.0, "n_trials": 4, "derived": "coarse"},

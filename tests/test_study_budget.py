@@ -19,9 +19,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from network import Dataset, Split, TrainConfig
-from storage import HeartbeatSettings
-from study import SearchConfig, launch
+from kmlp.network import Dataset, Split, TrainConfig
+from kmlp.storage import HeartbeatSettings
+from kmlp.study import SearchConfig, launch
 
 PG_URL = os.environ.get("KMLP_TEST_POSTGRES_URL")
 CONFIG = TrainConfig(hidden=(10,), n_s=10, cycles=2, checkpoints_per_cycle=4)

@@ -3,6 +3,7 @@ and bad input (one line ``kmlp: error: ...``, exit 2, nothing stored lost)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,11 +14,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from cli.main import main
-from network import TrainConfig
-from storage import open_storage
-from study import SearchConfig
-from study.launch import prepare_study
+from kmlp.cli.main import main
+from kmlp.network import TrainConfig
+from kmlp.storage import open_storage
+from kmlp.study import SearchConfig
+from kmlp.study.launch import prepare_study
 
 DATA = os.environ.get("KMLP_DATA")
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ SMALL = [
 def kmlp(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "kmlp", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -235,8 +236,8 @@ def test_unknown_study_on_postgres(capsys):
 
 
 def test_launch_flags_parse_into_a_search_config():
-    from cli.main import build_parser
-    from cli.study_cmd import search_config_from_args
+    from kmlp.cli.main import build_parser
+    from kmlp.cli.study_cmd import search_config_from_args
 
     def parse(*argv: str) -> SearchConfig:
         return search_config_from_args(build_parser().parse_args(["launch", "--study", "x", *argv]))
@@ -248,3 +249,43 @@ def test_launch_flags_parse_into_a_search_config():
     custom = parse("--coarse", "-4", "-2", "--no-prune", "--sampler", "tpe", "--seed", "3")
     assert custom.coarse == (-4, -2) and not custom.prune and custom.sampler == "tpe"
     assert custom.seed == 3
+
+
+@needs_data
+@pytest.mark.skipif(not PG_URL, reason="set KMLP_TEST_POSTGRES_URL to a PostgreSQL URL")
+def test_a_plain_postgresql_url_works_in_kmlp_and_optunas_own_tools(tmp_path):
+    """psycopg 3 is SQLAlchemy 2.1's driver for postgresql://: the URL kmlp prints works
+    unchanged in ``optuna trials`` and ``optuna.load_study`` in kmlp's environment."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"kmlp-plain-url-{os.getpid()}"
+    try:
+        done = kmlp(
+            "launch", "--study", name, "--storage", url, "--data", DATA, *SMALL,
+            "--stages", "1", "--trials", "2", "--workers", "1", "--no-publish",
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        listed = subprocess.run(
+            [OPTUNA, "trials", "--study-name", name, "--storage", url, "-f", "json"],
+            capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert len(json.loads(listed.stdout)) == 2
+        study = optuna.load_study(study_name=name, storage=url)
+        assert len(study.trials) == 2
+    finally:
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=url)
+
+
+@pytest.mark.skipif(not PG_URL, reason="set KMLP_TEST_POSTGRES_URL to a PostgreSQL URL")
+def test_psycopg2_urls_still_work_where_it_is_installed():
+    pytest.importorskip("psycopg2")
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_URL).set(drivername="postgresql+psycopg2").render_as_string(False)
+    rdb = open_storage(url, create=False)
+    assert rdb.engine.dialect.driver == "psycopg2"
+    rdb.get_all_studies()

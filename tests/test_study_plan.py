@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from optuna.trial import TrialState
 
-from study.config import SearchConfig, parse_ranges, parse_trials
-from study.errors import StudyError
-from study.plan import Claim, CloseStage, Done, OpenStage, TrialInfo, Wait, next_action
-from study.pruning import is_decision_step, median_rule
-from study.records import differences
+from kmlp.study.config import SearchConfig, parse_ranges, parse_trials
+from kmlp.study.errors import StudyError
+from kmlp.study.plan import Claim, CloseStage, Done, OpenStage, TrialInfo, Wait, next_action
+from kmlp.study.pruning import is_decision_step, median_rule
+from kmlp.study.records import differences
 
 C, P, R, W, F = (
     TrialState.COMPLETE,

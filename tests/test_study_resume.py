@@ -28,7 +28,7 @@ def launch_args(
     url: str, name: str, *, workers: int, trials: str = "6,3", n_s: int = 100
 ) -> list[str]:
     return [
-        sys.executable, "-m", "cli", "launch",
+        sys.executable, "-m", "kmlp", "launch",
         "--study", name, "--storage", url, "--data", str(DATA),
         "--n-train", "1000", "--n-val", "300", "--hidden", "10",
         "--cycles", "1", "--n-s", str(n_s),
@@ -147,7 +147,7 @@ def test_cli_worker_joins_a_running_launch(tmp_path):
     )  # fmt: skip
     wait_for(lambda: len(trials_of(url, "j")) >= 1, timeout=120, proc=proc)
     worker = subprocess.run(
-        [sys.executable, "-m", "cli", "worker", "--study", "j", "--storage", url,
+        [sys.executable, "-m", "kmlp", "worker", "--study", "j", "--storage", url,
          "--data", str(DATA), "--no-publish", "--blas-threads", "1"],
         cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip

@@ -8,10 +8,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from network import TrainConfig
-from storage import HeartbeatSettings, open_storage
-from study import SearchConfig, StudyError, launch, run_worker
-from study.launch import prepare_study
+from kmlp.network import TrainConfig
+from kmlp.storage import HeartbeatSettings, open_storage
+from kmlp.study import SearchConfig, StudyError, launch, run_worker
+from kmlp.study.launch import prepare_study
 from tests.test_study_budget import SyntheticSource
 
 CONFIG = TrainConfig(hidden=(10,), n_s=10, cycles=2, checkpoints_per_cycle=5)

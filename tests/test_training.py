@@ -5,9 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from network import MLP, DivergenceError, TrainConfig, load_model, save_model, train
-from network.errors import ConfigError
-from network.layers import RunningStats, batchnorm_forward
+from kmlp.network import MLP, DivergenceError, TrainConfig, load_model, save_model, train
+from kmlp.network.errors import ConfigError
+from kmlp.network.layers import RunningStats, batchnorm_forward
 
 FAST = dict(hidden=(20,), batch_size=50, n_s=24, cycles=2, monitor_size=600)
 

@@ -5,34 +5,31 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli.common import (
+from kmlp.cli.common import (
     add_training_args,
     data_options_from_args,
     print_json,
     training_config_from_args,
 )
-from network import load_cifar10, plot_curves, save_model
-from network.evaluate import train_and_test
+from kmlp.cli.options import add_blas_threads, add_json
+from kmlp.network import load_cifar10, plot_curves, save_model
+from kmlp.network.evaluate import train_and_test
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train one network and report its test accuracy",
-        description="Train the k-layer network with cyclical learning rates, "
-        "evaluate it on the test set.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     add_training_args(p)
     p.add_argument("--save", metavar="MODEL.npz", help="save the trained network (.npz + .json)")
     p.add_argument("--plot", metavar="CURVES.png", help="draw loss, cost and accuracy curves")
-    p.add_argument("--json", action="store_true", help="print one JSON object with the results")
-    p.set_defaults(func=run)
+    add_json(p, what="the results")
+    add_blas_threads(p)
 
 
 def run(args: argparse.Namespace) -> int:
     config = training_config_from_args(args)
     data = load_cifar10(**data_options_from_args(args), progress=sys.stderr.isatty())
-    tested = train_and_test(data=data, config=config, progress=sys.stderr.isatty())
+    tested = train_and_test(
+        data=data, config=config, progress=sys.stderr.isatty(), blas_threads=args.blas_threads
+    )
     if args.save:
         save_model(tested.result.net, args.save, config=config)
     if args.plot:
@@ -49,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         r = tested.result
         print(
             f"validation accuracy {r.val_accuracy:.2%}  test accuracy {tested.test_accuracy:.2%}"
-            f"  ({r.seconds:.1f} s, {r.seconds_per_epoch:.3f} s/epoch, {r.epochs:g} epochs)"
+            f"  ({r.seconds:.1f} s, {r.seconds_per_epoch:.3f} s/epoch, {r.epochs:g} epochs, "
+            f"{r.blas_threads} BLAS thread{'s' if r.blas_threads != 1 else ''})"
         )
     return 0

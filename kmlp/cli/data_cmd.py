@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 import numpy as np
 
-from network.data import download_cifar10, load_cifar10, resolve_data_dir
+from kmlp.network.data import download_cifar10, load_cifar10, resolve_data_dir
 
 
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "data",
-        help="download CIFAR-10 or show which copy kmlp uses",
-        description="Download CIFAR-10 into the cache folder, or show where it is found.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``kmlp data download`` and ``kmlp data info``."""
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     sub.required = True
 

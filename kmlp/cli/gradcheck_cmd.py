@@ -6,18 +6,13 @@ import argparse
 
 import numpy as np
 
-from cli.common import nonnegative_float, parse_hidden, positive_int, print_json
-from network import MLP
-from network.gradcheck import gradient_check, randomise_bn_params
+from kmlp.cli.common import nonnegative_float, parse_hidden, positive_int, print_json
+from kmlp.cli.options import add_json
+from kmlp.network import MLP
+from kmlp.network.gradcheck import gradient_check, randomise_bn_params
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "gradcheck",
-        help="check analytic gradients against centred differences",
-        description="Compare the network's gradients with centred differences "
-        "in float64 on random inputs of reduced dimension, at random parameters.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--hidden",
         type=parse_hidden,
@@ -41,8 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--h", type=float, default=1e-5, help="finite-difference step (default 1e-5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--json", action="store_true", help="print the table as JSON")
-    p.set_defaults(func=run)
+    add_json(p, what="the table")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,14 +12,21 @@ import re
 import sys
 from typing import Any
 
-from cli.common import (
+from kmlp.cli.common import (
     add_training_args,
     data_options_from_args,
-    positive_int,
     training_config_from_args,
 )
-from storage import DEFAULT_URL, display_url, open_storage, resolve_url
-from study import (
+from kmlp.cli.options import (
+    add_artifacts,
+    add_blas_threads,
+    add_json,
+    add_storage,
+    add_study,
+    positive_int,
+)
+from kmlp.storage import display_url, open_storage, resolve_url
+from kmlp.study import (
     CifarSource,
     SearchConfig,
     StudyError,
@@ -32,16 +39,11 @@ from study import (
     study_rows,
     study_table,
 )
-from study.access import load
-from study.config import SAMPLERS
-from study.launch import DEFAULT_WORKERS
-from study.summary import format_study_rows
+from kmlp.study.access import load
+from kmlp.study.config import SAMPLERS
+from kmlp.study.launch import DEFAULT_WORKERS
+from kmlp.study.summary import format_study_rows
 
-_STORAGE_HELP = f"study storage URL (default: $KMLP_STORAGE, else {DEFAULT_URL})"
-_ARTIFACTS_HELP = (
-    "where trial curves and figures go for the dashboard: a folder or s3://bucket/prefix "
-    "(default: $KMLP_ARTIFACTS, else '<db name>-artifacts' beside the SQLite file)"
-)
 # argparse takes "-5,-1;-3,-2" for an option unless told it is a (negative) value.
 _NEGATIVE_VALUES = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.,;eE+\- ]+$")
 
@@ -52,43 +54,35 @@ SEARCH_VAL_POOL = 5000
 FINAL_VAL_POOL = 1000
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    _register_launch(sub)
-    _register_worker(sub)
-    p = sub.add_parser("studies", help="list the studies in a storage")
-    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
-    p.set_defaults(func=run_studies)
+def add_studies_arguments(p: argparse.ArgumentParser) -> None:
+    add_storage(p)
 
-    p = sub.add_parser("show", help="print a study's stage table")
-    p.add_argument("--study", required=True, help="study name")
-    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
-    p.set_defaults(func=run_show)
 
-    p = sub.add_parser("export", help="write a study's best trial to a JSON file")
-    p.add_argument("--study", required=True, help="study name")
-    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+def add_show_arguments(p: argparse.ArgumentParser) -> None:
+    add_study(p)
+    add_storage(p)
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    add_study(p)
+    add_storage(p)
     p.add_argument("-o", "--output", default="best.json", help="file to write (default best.json)")
-    p.set_defaults(func=run_export)
 
-    p = sub.add_parser(
-        "retrain",
-        help="train an exported configuration and report validation and test accuracy",
-    )
+
+def add_retrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("export_file", metavar="BEST.json", help="a file written by kmlp export")
     p.add_argument(
         "--cycles", type=positive_int, default=None, help="cycles (default: the exported ones)"
     )
     p.add_argument("--save", metavar="MODEL.npz", help="save the trained network")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json(p)
     p.add_argument("--data", metavar="DIR", help="CIFAR-10 folder (default $KMLP_DATA or cache)")
-    p.add_argument(
-        "--storage", default=None, help="storage to record the result in (default: the export's)"
-    )
-    p.add_argument(
-        "--blas-threads",
-        type=positive_int,
+    add_storage(p, help="storage to record the result in (default: the export's)")
+    add_blas_threads(
+        p,
         default=None,
-        help="BLAS threads (default: as many as the trial used, to repeat its result)",
+        help="BLAS threads (default: as many as the exported trial used, else 1; float32 "
+        "results depend on it)",
     )
     p.add_argument(
         "--val-size",
@@ -98,19 +92,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"validation images held out of the 50000 (default {FINAL_VAL_POOL}, the method's "
         "final step: train on the other 49000); 5000 repeats the search's split",
     )
-    p.set_defaults(func=run_retrain)
 
 
-def _register_launch(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "launch",
-        help="run (or continue) a coarse-to-fine search of lambda",
-        description="Search log10 lambda stage by stage: each stage samples its range, the "
-        "next range spans the top-k trials so far. Rerun to continue an interrupted study.",
-    )
+def add_launch_arguments(p: argparse.ArgumentParser) -> None:
     p._negative_number_matcher = _NEGATIVE_VALUES  # type: ignore[attr-defined]
-    p.add_argument("--study", required=True, help="study name (rerun the same to continue)")
-    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+    add_study(p, help="study name (rerun the same to continue)")
+    add_storage(p)
     add_training_args(p, with_lam=False)
     d = SearchConfig()
     g = p.add_argument_group("search")
@@ -166,40 +153,23 @@ def _register_launch(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=positive_int,
         default=DEFAULT_WORKERS,
-        help="worker processes on this machine, 1 BLAS thread each "
+        help="worker processes on this machine "
         f"(default: one per core, at most 4; here {DEFAULT_WORKERS})",
     )
-    w.add_argument(
-        "--blas-threads",
-        type=positive_int,
-        default=None,
-        help="BLAS threads per worker (default: cores / workers)",
-    )
+    add_blas_threads(w)
     _add_publish_args(p)
-    p.set_defaults(func=run_launch)
 
 
-def _register_worker(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "worker",
-        help="join a running study (from any machine sharing its storage)",
-        description="Run trials of an existing study until all its stages are finished.",
-    )
-    p.add_argument("--study", required=True, help="study name")
-    p.add_argument("--storage", default=None, help=_STORAGE_HELP)
+def add_worker_arguments(p: argparse.ArgumentParser) -> None:
+    add_study(p)
+    add_storage(p)
     p.add_argument("--data", metavar="DIR", help="CIFAR-10 folder (default $KMLP_DATA or cache)")
-    p.add_argument(
-        "--blas-threads",
-        type=positive_int,
-        default=None,
-        help="BLAS threads of this worker (default: no limit)",
-    )
+    add_blas_threads(p)
     _add_publish_args(p)
-    p.set_defaults(func=run_worker_cmd)
 
 
 def _add_publish_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--artifacts", default=None, help=_ARTIFACTS_HELP)
+    add_artifacts(p)
     p.add_argument(
         "--no-publish",
         action="store_true",
@@ -331,7 +301,7 @@ def _hooks(args: argparse.Namespace, url: str) -> dict[str, Any]:
     if args.no_publish:
         return {}
     try:
-        from dashboards.hooks import publisher_for
+        from kmlp.dashboards.hooks import publisher_for
     except ImportError as exc:
         print(f"kmlp: warning: dashboard publishing off ({exc})", file=sys.stderr)
         return {}

@@ -8,8 +8,9 @@ import math
 import sys
 from typing import Any
 
-from network import TrainConfig
-from network.errors import ConfigError
+from kmlp.cli.options import positive_int
+from kmlp.network import TrainConfig
+from kmlp.network.errors import ConfigError
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -41,16 +42,6 @@ def positive_float(text: str) -> float:
     value = nonnegative_float(text)
     if value == 0:
         raise argparse.ArgumentTypeError(f"{text!r}: must be > 0")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 1")
     return value
 
 
@@ -180,6 +171,7 @@ __all__ = [
     "add_training_args",
     "data_options_from_args",
     "parse_hidden",
+    "positive_int",
     "print_json",
     "training_config_from_args",
 ]

@@ -1,7 +1,0 @@
-from __future__ import annotations
-
-import sys
-
-from cli.main import main
-
-sys.exit(main())

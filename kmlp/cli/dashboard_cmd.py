@@ -1,0 +1,46 @@
+"""``kmlp dashboard`` (optuna-dashboard on the study storage) and ``kmlp report`` (files)."""
+
+from __future__ import annotations
+
+import argparse
+
+from kmlp.cli.options import add_artifacts, add_storage, add_study
+from kmlp.dashboards.artifacts import existing_artifact_store
+from kmlp.dashboards.report import write_report
+from kmlp.dashboards.server import serve_dashboard
+from kmlp.dashboards.storage_access import load_study_named, open_existing_storage
+from kmlp.storage import resolve_url
+
+
+def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
+    add_storage(p)
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; anything else is reachable by others)",
+    )
+    p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    add_artifacts(p)
+
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    add_study(p)
+    p.add_argument("--out", required=True, help="folder to write into (created)")
+    add_storage(p)
+    add_artifacts(p)
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    url = resolve_url(args.storage)
+    serve_dashboard(storage_url=url, host=args.host, port=args.port, artifacts=args.artifacts)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    url, storage = open_existing_storage(args.storage)
+    study = load_study_named(args.study, storage, url)
+    store = existing_artifact_store(url, args.artifacts)
+    written = write_report(study, out_dir=args.out, storage_url=url, artifact_store=store)
+    for path in written:
+        print(path)
+    return 0

@@ -1,0 +1,168 @@
+"""The ``kmlp`` console command: parses arguments and calls library functions.
+
+Every subcommand is one row of ``COMMANDS``: its name, help, a function that declares
+its options and one that runs it (returning an exit code). Options several commands
+share are declared once, in ``kmlp.cli.options``. Errors deriving from ``KmlpError``
+are bad input and print as one line, ``kmlp: error: ...``, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import kmlp
+from kmlp.cli import dashboard_cmd, data_cmd, gradcheck_cmd, study_cmd, train_cmd
+from kmlp.errors import KmlpError
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``kmlp`` subcommand.
+
+    ``run`` is None when ``add_arguments`` sets a ``func`` of its own (``kmlp data``'s
+    actions).
+    """
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int] | None
+    description: str | None = None
+
+
+# Order is the order shown in ``kmlp --help``.
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "data",
+        "download CIFAR-10 or show which copy kmlp uses",
+        data_cmd.add_arguments,
+        None,
+        "Download CIFAR-10 into the cache folder, or show where it is found.",
+    ),
+    Command(
+        "train",
+        "train one network and report its test accuracy",
+        train_cmd.add_arguments,
+        train_cmd.run,
+        "Train the k-layer network with cyclical learning rates, evaluate it on the test set.",
+    ),
+    Command(
+        "gradcheck",
+        "check analytic gradients against centred differences",
+        gradcheck_cmd.add_arguments,
+        gradcheck_cmd.run,
+        "Compare the network's gradients with centred differences in float64 on random "
+        "inputs of reduced dimension, at random parameters.",
+    ),
+    Command(
+        "launch",
+        "run (or continue) a coarse-to-fine search of lambda",
+        study_cmd.add_launch_arguments,
+        study_cmd.run_launch,
+        "Search log10 lambda stage by stage: each stage samples its range, the next range "
+        "spans the top-k trials so far. Rerun to continue an interrupted study.",
+    ),
+    Command(
+        "worker",
+        "join a running study (from any machine sharing its storage)",
+        study_cmd.add_worker_arguments,
+        study_cmd.run_worker_cmd,
+        "Run trials of an existing study until all its stages are finished.",
+    ),
+    Command(
+        "studies",
+        "list the studies in a storage",
+        study_cmd.add_studies_arguments,
+        study_cmd.run_studies,
+    ),
+    Command(
+        "show",
+        "print a study's stage table",
+        study_cmd.add_show_arguments,
+        study_cmd.run_show,
+    ),
+    Command(
+        "export",
+        "write a study's best trial to a JSON file",
+        study_cmd.add_export_arguments,
+        study_cmd.run_export,
+    ),
+    Command(
+        "retrain",
+        "train an exported configuration and report validation and test accuracy",
+        study_cmd.add_retrain_arguments,
+        study_cmd.run_retrain,
+    ),
+    Command(
+        "dashboard",
+        "browse studies in optuna-dashboard (curves, search figure, notes)",
+        dashboard_cmd.add_dashboard_arguments,
+        dashboard_cmd.run_dashboard,
+        "Serve optuna-dashboard on the study storage and kmlp's artifact store.",
+    ),
+    Command(
+        "report",
+        "write a study's search figure (PNG, HTML), curves and summary to a folder",
+        dashboard_cmd.add_report_arguments,
+        dashboard_cmd.run_report,
+        "Write the search figure as PNG and interactive HTML, the best trial's curves and a "
+        "markdown summary.",
+    ),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="kmlp",
+        description="Coarse-to-fine search of the L2 strength of a k-layer NumPy MLP on CIFAR-10.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"kmlp {kmlp.__version__}", help="print the version"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for command in COMMANDS:
+        p = sub.add_parser(
+            command.name, help=command.help, description=command.description or command.help
+        )
+        if command.run is not None:
+            p.set_defaults(func=command.run)
+        command.add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(os.environ.get("KMLP_DEBUG"))
+    try:
+        code = args.func(args)
+    except KeyboardInterrupt:
+        print("kmlp: interrupted", file=sys.stderr)
+        return 130
+    except KmlpError as exc:
+        if debug:
+            raise
+        print(f"kmlp: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug, still one line; KMLP_DEBUG=1 shows the traceback
+        if debug:
+            raise
+        print(f"kmlp: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
