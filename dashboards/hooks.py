@@ -2,8 +2,10 @@
 
 - ``on_trial_end(study, trial, result)``: inside the objective, after training; uploads the
   trial's curves (:func:`dashboards.publish.publish_trial_curves`).
-- ``on_stage_end(study)``: when a stage completes and at the end of a launch; updates the search
-  figure, best-trial curves, snapshot and note (:func:`dashboards.publish.publish_search`).
+- ``on_trial_told(study, trial)``: after every finished trial; refreshes the search figure,
+  best-trial curves and note (:func:`dashboards.publish.publish_search`).
+- ``on_stage_end(study)``: when a stage completes and at the end of a launch; the same, plus a
+  PNG snapshot of the search figure.
 
 Neither raises (see :func:`dashboards.publish.make_hooks`, which wraps a store already open).
 :class:`Publisher` holds only strings, so its bound methods pickle into worker processes
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 import optuna
 
 from kmlp.dashboards.artifacts import artifact_store_for, artifacts_location
-from kmlp.dashboards.publish import make_hooks
+from kmlp.dashboards.publish import Hooks, make_hooks
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Publisher:
-    """Picklable hooks: ``publisher.on_trial_end`` and ``publisher.on_stage_end``.
+    """Picklable hooks: ``publisher.on_trial_end``, ``.on_trial_told`` and ``.on_stage_end``.
 
     Attributes:
         storage_url: the study storage URL (shown in the note's export command).
@@ -42,13 +44,26 @@ class Publisher:
 
     def on_trial_end(self, study: optuna.Study, trial: optuna.Trial, result: TrainResult) -> None:
         """Upload the trial's curves (see :func:`make_hooks`)."""
-        make_hooks(_store(self.storage_url, self.artifacts), storage_url=self.storage_url)[0](
-            study, trial, result
-        )
+        self._hooks().on_trial_end(study, trial, result)
+
+    def on_trial_told(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Refresh the study's figures and note (see :func:`make_hooks`)."""
+        self._hooks().on_trial_told(study, trial)
 
     def on_stage_end(self, study: optuna.Study) -> None:
-        """Update the study's figures and note (see :func:`make_hooks`)."""
-        make_hooks(_store(self.storage_url, self.artifacts), storage_url=self.storage_url)[1](study)
+        """Refresh the study's figures and note, with a snapshot (see :func:`make_hooks`)."""
+        self._hooks().on_stage_end(study)
+
+    def hooks(self) -> dict[str, object]:
+        """Keyword arguments of ``launch`` / ``run_worker``: the three bound hooks."""
+        return {
+            "on_trial_end": self.on_trial_end,
+            "on_trial_told": self.on_trial_told,
+            "on_stage_end": self.on_stage_end,
+        }
+
+    def _hooks(self) -> Hooks:
+        return make_hooks(_store(self.storage_url, self.artifacts), storage_url=self.storage_url)
 
 
 def publisher_for(storage_url: str, artifacts: str | None = None) -> Publisher:

@@ -6,10 +6,11 @@ training curves as an image artifact ``trial-<n>-curves.png`` (three panels, dra
 columns; the dashboard shows CSV artifacts as a table). The validation accuracy per checkpoint is
 already in the trial's intermediate values (the study package reports it).
 
-Per study (:func:`publish_search`, called when a stage ends and at the end of a launch): the search
+Per study (:func:`publish_search`, called after every finished trial, when a stage ends and at
+the end of a launch), all drawn from the study's summary (``kmlp.study.summary``): the search
 figure as a plotly graph object on the study's page (id ``kmlp-search``), the best trial's curves
-likewise (id ``kmlp-best-curves``), a PNG snapshot of the search figure as a study artifact, and the
-markdown summary as the study note.
+likewise (id ``kmlp-best-curves``), and the markdown summary as the study note. When a stage ends
+(and at the end of a launch) also a PNG snapshot of the search figure, as a study artifact.
 
 The study package never imports this module; the CLI wires :func:`make_hooks` (or the
 picklable :class:`dashboards.hooks.Publisher`) into it.
@@ -22,15 +23,15 @@ import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import optuna
 from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
 from kmlp.dashboards.curves import curves_plotly, read_curves_csv, write_curves_csv
-from kmlp.dashboards.search_data import SearchFigureData, search_figure_data_for
 from kmlp.dashboards.search_plot import search_matplotlib, search_plotly
-from kmlp.dashboards.summary import is_kmlp_note, study_summary_markdown, trial_note_markdown
+from kmlp.dashboards.summary import is_kmlp_note, summary_markdown, trial_note_markdown
+from kmlp.study.summary import StudySummary, study_summary
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 OnTrialEnd = Callable[[optuna.Study, optuna.Trial, "TrainResult"], None]
+OnTrialTold = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 OnStageEnd = Callable[[optuna.Study], None]
 
 SEARCH_FIGURE_ID = "kmlp-search"
@@ -82,45 +84,59 @@ def publish_trial_curves(
 
 
 def publish_search(
-    study: optuna.Study, *, artifact_store: ArtifactStore | None, storage_url: str | None = None
-) -> SearchFigureData:
-    """Update the study's search figure, best-trial curves, PNG snapshot and note.
+    study: optuna.Study,
+    *,
+    artifact_store: ArtifactStore | None,
+    storage_url: str | None = None,
+    snapshot: bool = True,
+) -> StudySummary:
+    """Update the study's search figure, best-trial curves and note from its summary.
 
-    Safe to call again (e.g. by several workers at the end of a stage): graph objects are
-    overwritten in place, a snapshot is only uploaded once per (stage, completed trials), and a
-    note someone edited by hand is left alone.
+    With ``snapshot`` (stage ends, end of a launch) also upload a PNG of the search figure,
+    once per (stage, trials done). Safe to call again (e.g. by several workers at once):
+    graph objects are overwritten in place, the best curves only when the best trial
+    changed, and a note someone edited by hand is left alone. Returns the summary drawn.
     """
     from optuna_dashboard import get_note, save_note
 
-    data = search_figure_data_for(study)
-    snapshot_id = None
-    save_figure(study, search_plotly(data), figure_id=SEARCH_FIGURE_ID)
-    if artifact_store is not None and data.best is not None:
-        columns = best_trial_curves(study, data.best.trial_number, artifact_store=artifact_store)
-        if columns:
-            title = f"training curves of the best trial ({data.best.trial_number})"
-            save_figure(study, curves_plotly(columns, title=title), figure_id=CURVES_FIGURE_ID)
-        snapshot_id = _upload_snapshot(study, data, artifact_store)
-    url = storage_url or storage_url_of(study)
-    body = study_summary_markdown(
-        study,
-        data,
-        storage_url=url,
-        image_url=f"/artifacts/{study._study_id}/{snapshot_id}" if snapshot_id else None,
-    )
+    summary = study_summary(study)
+    save_figure(study, search_plotly(summary), figure_id=SEARCH_FIGURE_ID)
+    if artifact_store is not None and summary.best is not None:
+        title = best_curves_title(summary.best.number)
+        if _stored_title(study, CURVES_FIGURE_ID) != title:
+            columns = best_trial_curves(study, summary.best.number, artifact_store=artifact_store)
+            if columns:
+                save_figure(study, curves_plotly(columns, title=title), figure_id=CURVES_FIGURE_ID)
+        if snapshot:
+            _upload_snapshot(study, summary, artifact_store)
+    body = summary_markdown(summary, storage_url=storage_url or storage_url_of(study))
     if is_kmlp_note(get_note(study)):
         save_note(study, body)
-    return data
+    return summary
 
 
-def make_hooks(
-    artifact_store: ArtifactStore | None, *, storage_url: str | None = None
-) -> tuple[OnTrialEnd, OnStageEnd]:
-    """The two callbacks the study package accepts: ``(on_trial_end, on_stage_end)``.
+def best_curves_title(trial_number: int) -> str:
+    """Title of the best trial's curves figure (the dashboard page and the report)."""
+    return f"training curves of the best trial ({trial_number})"
 
-    With ``artifact_store`` None, trials upload nothing and stages update only the figure and
-    note. ``storage_url`` goes into the note's export command (default: the study's own URL).
-    Neither callback raises: a failure to publish is logged as one warning line and never
+
+class Hooks(NamedTuple):
+    """The callbacks the study package accepts (``launch(**hooks._asdict())``)."""
+
+    on_trial_end: OnTrialEnd
+    on_trial_told: OnTrialTold
+    on_stage_end: OnStageEnd
+
+
+def make_hooks(artifact_store: ArtifactStore | None, *, storage_url: str | None = None) -> Hooks:
+    """The study package's callbacks, publishing into the study for optuna-dashboard.
+
+    - ``on_trial_end``: upload the trial's curves (nothing if ``artifact_store`` is None);
+    - ``on_trial_told``: refresh the search figure, best curves and note (no snapshot);
+    - ``on_stage_end``: the same, plus a PNG snapshot of the search figure.
+
+    ``storage_url`` goes into the note's export command (default: the study's own URL).
+    None of them raises: a failure to publish is logged as one warning line and never
     fails a trial or a worker.
     """
 
@@ -132,15 +148,23 @@ def make_hooks(
         except Exception as exc:  # a full disk or flaky S3 must not lose a trained trial
             _log.warning("kmlp: could not upload curves of trial %d: %s", trial.number, exc)
 
-    def on_stage_end(study: optuna.Study) -> None:
+    def refresh(study: optuna.Study, *, snapshot: bool) -> None:
         try:
-            publish_search(study, artifact_store=artifact_store, storage_url=storage_url)
+            publish_search(
+                study, artifact_store=artifact_store, storage_url=storage_url, snapshot=snapshot
+            )
         except Exception as exc:
             _log.warning(
                 "kmlp: could not update the search figure of %s: %s", study.study_name, exc
             )
 
-    return on_trial_end, on_stage_end
+    def on_trial_told(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        refresh(study, snapshot=False)
+
+    def on_stage_end(study: optuna.Study) -> None:
+        refresh(study, snapshot=True)
+
+    return Hooks(on_trial_end, on_trial_told, on_stage_end)
 
 
 def save_figure(study: optuna.Study, figure: go.Figure, *, figure_id: str) -> None:
@@ -207,19 +231,29 @@ def storage_url_of(study: optuna.Study) -> str | None:
     return url if isinstance(url, str) else None
 
 
+def _stored_title(study: optuna.Study, figure_id: str) -> str | None:
+    text = stored_figure_json(study, figure_id)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)["layout"]["title"]["text"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def _upload_snapshot(
-    study: optuna.Study, data: SearchFigureData, artifact_store: ArtifactStore
+    study: optuna.Study, summary: StudySummary, artifact_store: ArtifactStore
 ) -> str:
-    """Upload the search figure PNG once per (last stage, completed trials); its artifact id."""
-    last_stage = max((s.stage for s in data.stages if s.trial_numbers), default=0)
-    name = f"search-stage{last_stage}-{data.n_complete}trials.png"
+    """Upload the search figure PNG once per (last stage, trials done); its artifact id."""
+    last_stage = summary.stages[-1].stage if summary.stages else 0
+    name = f"search-stage{last_stage}-{summary.trials_done}trials.png"
     existing = study._storage.get_study_system_attrs(study._study_id)
     for key, value in existing.items():
         meta = json.loads(value) if key.startswith("artifacts:") else None
         if isinstance(meta, dict) and meta.get("filename") == name:
             return str(meta["artifact_id"])
     with tempfile.TemporaryDirectory(prefix="kmlp-search-") as tmp:
-        png = search_matplotlib(data, Path(tmp) / name)
+        png = search_matplotlib(summary, Path(tmp) / name)
         return upload_artifact(
             artifact_store=artifact_store, file_path=str(png), study_or_trial=study
         )

@@ -1,122 +1,123 @@
-"""Markdown summary of a search: stages, best λ and the command that exports it.
+"""Markdown of a study's summary: the study note in optuna-dashboard and ``summary.md``.
 
-Used both as the study's note in optuna-dashboard and as ``summary.md`` of ``kmlp report``.
+Everything shown is read from :class:`kmlp.study.summary.StudySummary`; nothing is
+re-derived from the trials here.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-import optuna
-from sqlalchemy.engine import make_url
-
-from kmlp.dashboards.search_data import SearchFigureData
-from kmlp.storage import portable_url
+from kmlp.study.commands import export_command, has_password
+from kmlp.study.summary import StudySummary
 
 HEADING = "# kmlp λ search"
 FOOTER = (
-    "_Written by kmlp each time a stage ends; edits to this note are replaced then "
+    "_Written by kmlp after every finished trial; edits to this note are replaced then "
     "(write your own notes on trials, or delete the first line to keep this note)._"
 )
-# Free-text keys of a stage record that explain how its range was chosen.
-_HOW_KEYS = ("derived", "how", "reason", "method", "source", "rule")
 
 
-def export_command(study_name: str, storage_url: str | None) -> str:
-    """Shell command that exports the best trial, e.g. ``kmlp export --study s --storage URL``.
-
-    The URL is made portable: absolute SQLite path, no password (PostgreSQL takes it from
-    ``~/.pgpass`` or the user adds it back).
-    """
-    parts = ["kmlp", "export", "--study", shlex.quote(study_name)]
-    if storage_url:
-        parts += ["--storage", shlex.quote(_shareable_url(storage_url))]
-    return " ".join(parts)
+def cycles(n: int) -> str:
+    return f"{n} cycle" if n == 1 else f"{n} cycles"
 
 
-def study_summary_markdown(
-    study: optuna.Study,
-    data: SearchFigureData,
-    *,
-    storage_url: str | None,
-    image_url: str | None = None,
-) -> str:
-    """``summary_markdown`` with the stages and config read from the study's attributes."""
-    stages = study.user_attrs.get("stages")
-    config = study.user_attrs.get("config")
-    return summary_markdown(
-        data,
-        storage_url=storage_url,
-        stages=stages if isinstance(stages, list) else None,
-        config=config if isinstance(config, dict) else None,
-        image_url=image_url,
+def best_sentence(summary: StudySummary) -> str:
+    """``Best λ = ...`` (``Best so far`` while the study runs), or that none completed."""
+    b = summary.best
+    if b is None:
+        return "No completed trial yet."
+    word = "Best" if summary.finished else "Best so far"
+    return (
+        f"{word}: λ = {b.lam:.4g} (log10 λ = {b.log10_lambda:.3f}), "
+        f"validation accuracy {100 * (b.value or 0):.2f} % (trial {b.number}, stage {b.stage})."
     )
 
 
+def retrain_sentence(summary: StudySummary) -> str | None:
+    """The retrained test accuracy of the best trial (or the latest retrain), or None."""
+    r = summary.retrain
+    if r is None:
+        return None
+    return (
+        f"Retrained (trial {r.trial}, λ = {r.lam:.4g}, {cycles(r.cycles)} on "
+        f"{r.train_size} training images): test accuracy {100 * r.test_accuracy:.2f} % "
+        f"(validation {100 * r.val_accuracy:.2f} % on {r.val_size} images)."
+    )
+
+
+def progress_sentence(summary: StudySummary) -> str:
+    state = "finished" if summary.finished else "running or interrupted"
+    total = summary.trials_total if summary.trials_total is not None else "?"
+    stages = summary.stages_total if summary.stages_total is not None else "?"
+    return (
+        f"{summary.trials_done}/{total} trials in {summary.stages_done}/{stages} stages: {state}."
+    )
+
+
+def stage_table_rows(summary: StudySummary) -> list[list[str]]:
+    """The stage table's cells (header first), shared by markdown and HTML."""
+    rows = [["stage", "log10 λ range", "trials", "pruned", "failed", "best λ", "best val acc"]]
+    for s in summary.stages:
+        b = s.best
+        rows.append(
+            [
+                str(s.stage),
+                f"[{s.low:.3f}, {s.high:.3f}]",
+                f"{s.done}/{s.budget}",
+                str(s.pruned),
+                str(s.failed),
+                f"{b.lam:.4g}" if b is not None else "–",
+                f"{100 * (b.value or 0):.2f} %" if b is not None else "–",
+            ]
+        )
+    return rows
+
+
 def summary_markdown(
-    data: SearchFigureData,
+    summary: StudySummary,
     *,
     storage_url: str | None,
-    stages: Sequence[Mapping[str, Any]] | None = None,
-    config: Mapping[str, Any] | None = None,
     image_url: str | None = None,
+    note: bool = True,
 ) -> str:
-    """Markdown text: best trial, a table with one row per stage, the export command.
+    """Markdown: best λ, retrained test accuracy, the stage table, how each range was
+    chosen, the search figure, the training configuration and the export command.
 
     Args:
-        data: the search data (see :func:`dashboards.search_data.search_figure_data`).
-        storage_url: shown in the export command (password hidden); None omits ``--storage``.
-        stages: the raw ``stages`` user attribute, for how each range was derived.
-        config: the study's ``config`` user attribute (training configuration), shown compactly.
+        storage_url: shown in the export command (portable, no password); None omits it.
         image_url: where the search figure PNG is (dashboard artifact path or file name).
+        note: end with the study note's footer (kmlp rewrites the note; edits are lost).
     """
-    lines = [f"{HEADING}: {data.study_name}", ""]
-    b = data.best
-    if b is None:
-        lines.append("No completed trial yet.")
-    else:
-        lines.append(
-            f"**Best so far:** λ = {b.lam:.4g} (log10 λ = {b.log10_lambda:.3f}), "
-            f"validation accuracy **{100 * b.val_accuracy:.2f} %** "
-            f"(trial {b.trial_number}, stage {b.stage})."
-        )
-    lines += [
-        "",
-        "| stage | log10 λ range | budget | complete | pruned | failed | best λ | best val acc |",
-        "|---:|:---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for s in data.stages:
-        rng = f"[{s.low:.3f}, {s.high:.3f}]" if s.low is not None and s.high is not None else "?"
-        i = s.best_index
-        best_lam = f"{10.0 ** s.log10_lambda[i]:.4g}" if i is not None else "–"
-        best_acc = f"{100 * s.val_accuracy[i]:.2f} %" if i is not None else "–"
-        budget = str(s.n_trials) if s.n_trials is not None else "?"
-        lines.append(
-            f"| {s.stage} | {rng} | {budget} | {len(s.trial_numbers)} | {s.n_pruned} "
-            f"| {s.n_failed} | {best_lam} | {best_acc} |"
-        )
+    lines = [f"{HEADING}: {summary.name}", "", f"**{best_sentence(summary)}**"]
+    retrained = retrain_sentence(summary)
+    if retrained:
+        lines += ["", f"**{retrained}**"]
+    lines += ["", progress_sentence(summary), ""]
+    table = stage_table_rows(summary)
+    lines.append("| " + " | ".join(table[0]) + " |")
+    lines.append("|---:|:---|" + "---:|" * (len(table[0]) - 2))
+    lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
+    if summary.stages:
+        lines += ["", "How each range was chosen:", ""]
+        lines += [f"- stage {s.stage}: {s.how}" for s in summary.stages]
     if image_url:
         lines += ["", f"![search figure]({image_url})"]
-    how = _how_lines(stages or [])
-    if how:
-        lines += ["", "How each range was chosen:", "", *how]
-    if config:
-        compact = json.dumps(dict(config), sort_keys=True, default=str)
+    if summary.config:
+        compact = json.dumps(dict(summary.config), sort_keys=True, default=str)
         lines += ["", f"Training configuration: `{compact}`"]
     lines += [
         "",
         "Export the best trial (then `kmlp retrain best.json`):",
         "",
         "```sh",
-        export_command(data.study_name, storage_url) + " -o best.json",
+        export_command(summary.name, storage_url),
         "```",
-        "",
-        FOOTER,
-        "",
     ]
+    if has_password(storage_url):
+        lines += ["", "(The storage password is left out: add it back, or use `~/.pgpass`.)"]
+    lines += ["", FOOTER, ""] if note else [""]
     return "\n".join(lines)
 
 
@@ -138,25 +139,6 @@ def trial_note_markdown(result: Any, *, image_url: str, csv_name: str, stage: ob
     )
 
 
-def _shareable_url(storage_url: str) -> str:
-    """Absolute SQLite path, and no password at all (not even ``***``, which breaks the command)."""
-    parsed = make_url(portable_url(storage_url))
-    if parsed.password is not None:
-        parsed = parsed._replace(password=None)  # URL.set(password=None) keeps the old one
-    return parsed.render_as_string(hide_password=False)
-
-
 def is_kmlp_note(body: str) -> bool:
     """True when a note is empty or was written by kmlp (so it may be replaced)."""
     return not body.strip() or body.startswith(HEADING)
-
-
-def _how_lines(stages: Sequence[Mapping[str, Any]]) -> list[str]:
-    out = []
-    for k, info in enumerate(stages):
-        if not isinstance(info, Mapping):
-            continue
-        texts = [str(info[key]) for key in _HOW_KEYS if isinstance(info.get(key), str | int)]
-        if texts:
-            out.append(f"- stage {k}: " + "; ".join(texts))
-    return out

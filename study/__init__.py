@@ -4,11 +4,12 @@ Public API (keyword-only arguments)::
 
     launch(study_name=, storage_url=, train_config=, search=SearchConfig(...),
            data_source= | data=, data_options=, workers=, blas_threads=, heartbeat=,
-           on_trial_end=, on_stage_end=, artifact_store=) -> optuna.Study
+           on_trial_end=, on_trial_told=, on_stage_end=, artifact_store=) -> optuna.Study
     run_worker(study_name=, storage_url=, data_source= | data=, ...) -> WorkerStats
     export_best(study_name=, storage_url=, path=) -> dict
-    retrain(export_path=, cycles=, data_dir=, save=, storage_url=) -> RetrainResult
-    study_table(study) -> str ; study_rows(storage) -> list[StudyRow]
+    retrain(export_path=, cycles=, n_train=, val_size=, as_searched=, ...) -> RetrainResult
+    study_summary(study) -> StudySummary ; storage_summaries(storage) -> [StudySummary]
+    format_summary(summary) -> str ; best_trial(trials, stage=None) -> TrialInfo | None
     narrow(low=, high=, trials=, top_k=, margin=) -> Narrowed      (pure)
 
 Hooks (the CLI wires the dashboards' functions in; this package never imports them):
@@ -18,6 +19,9 @@ Hooks (the CLI wires the dashboards' functions in; this package never imports th
   are set, before the trial is told its outcome, so it can upload artifacts to the live
   ``trial``. Called for completed and pruned trials (not diverged ones). An exception in
   it is printed as a warning; the trial is kept.
+- ``on_trial_told(study: optuna.Study, trial: optuna.trial.FrozenTrial)`` is called by
+  the worker after each trial it ran was told its outcome, so that readers see it
+  finished (the dashboards refresh the search figure and note here).
 - ``on_stage_end(study: optuna.Study)`` is called by the worker that closes a stage, and
   once more by ``launch`` at its end.
 - ``artifact_store`` is accepted and passed through to the worker processes unused; bind
@@ -34,18 +38,11 @@ Pruning (``study.pruning``) calls ``trial.should_prune()`` at each checkpoint; w
 says so the objective stops training and tells PRUNED (the ask/tell form of raising
 ``optuna.TrialPruned``).
 
-What the study records (names dashboards and scripts rely on): the parameter is
-``log10_lambda`` (λ = 10**log10_lambda); trial user attributes ``stage`` (0 = coarse),
-``lambda``, ``val_accuracy``, ``train_accuracy``, ``seconds`` (also ``epochs``,
-``steps``, ``worker``, ``blas_threads``, and ``pruned_at_step`` / ``diverged_at_step`` /
-``fail_reason``); intermediate values: validation accuracy at each checkpoint, step =
-update steps done; study user attributes ``config`` (``TrainConfig.to_dict()``; its
-``lam`` is a placeholder), ``data`` (n_train, n_val, train_size, val_size, dtype,
-fingerprint, source), ``search`` (``SearchConfig.to_dict()``), ``stages`` (one dict per
-stage: stage, low, high, n_trials, derived_from "coarse" | "manual" | "top-k" with
-top_k, top_k_trials, top_k_span, margin, capped; created_at; once finished completed,
-completed_at, best_trial, best_value, best_lambda), ``retrain`` (list of results),
-``kmlp_version``, ``created_at``. See ``study.records`` and ``study.plan``.
+What the study records (names dashboards and scripts rely on) is defined in one place,
+``study.record``: the parameter ``log10_lambda``, the objective's name "validation
+accuracy", the user attributes, the stage record (``StageRecord``), the retrain record
+and the one rule for the best trial. ``study.summary`` computes a study's summary from it
+once; the CLI, the progress lines and ``kmlp.dashboards`` all show that summary.
 """
 
 from __future__ import annotations
@@ -56,22 +53,32 @@ from kmlp.study.errors import StudyError
 from kmlp.study.export import RetrainResult, export_best, retrain
 from kmlp.study.launch import launch
 from kmlp.study.narrowing import narrow
-from kmlp.study.summary import study_rows, study_table
+from kmlp.study.record import PARAM, StageRecord, TrialInfo, best_trial
+from kmlp.study.summary import StageSummary, StudySummary, storage_summaries, study_summary
+from kmlp.study.tables import format_studies, format_summary
 from kmlp.study.worker import WorkerStats, run_worker
 
 __all__ = [
+    "PARAM",
     "CifarSource",
     "RetrainResult",
     "SearchConfig",
+    "StageRecord",
+    "StageSummary",
     "StudyError",
+    "StudySummary",
+    "TrialInfo",
     "WorkerStats",
+    "best_trial",
     "export_best",
+    "format_studies",
+    "format_summary",
     "launch",
     "narrow",
     "parse_ranges",
     "parse_trials",
     "retrain",
     "run_worker",
-    "study_rows",
-    "study_table",
+    "storage_summaries",
+    "study_summary",
 ]

@@ -33,3 +33,19 @@ def load(
     if require_kmlp and "search" not in study.user_attrs:
         raise StudyError(f"study {study_name!r} was not created by kmlp launch")
     return study
+
+
+def only_study_name(storage: str | optuna.storages.RDBStorage | None) -> str:
+    """The name of the one study in ``storage``; StudyError naming them if not exactly one."""
+    rdb = storage if isinstance(storage, optuna.storages.RDBStorage) else None
+    if rdb is None:
+        rdb = open_storage(storage, create=False)
+    names = study_names(rdb)
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise StudyError(f"no study in {display_url(rdb.url)} yet (kmlp launch --study NAME)")
+    shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+    raise StudyError(
+        f"{display_url(rdb.url)} holds {len(names)} studies ({shown}): choose one with --study"
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import platform
 import sys
 from pathlib import Path
@@ -26,15 +25,19 @@ from kmlp.storage import StorageError, open_storage, portable_url, read_export, 
 from kmlp.study.access import load
 from kmlp.study.errors import StudyError
 from kmlp.study.launch import kmlp_version
-from kmlp.study.records import PARAM, now
-from kmlp.study.summary import best_completed
+from kmlp.study.record import PARAM, RetrainRecord, best_trial, now, trial_infos
+
+# The method's final training holds out this many of the 50000 training-batch images for
+# validation and trains on the rest; the search validates on 5000 of them.
+FINAL_VAL_SIZE = 1000
 
 
 def export_content(study: optuna.Study, *, storage_url: str) -> dict[str, Any]:
     """What ``kmlp export`` writes: the best COMPLETE trial and how to redo it."""
-    best = best_completed(study)
-    if best is None:
+    info = best_trial(trial_infos(study))
+    if info is None:
         raise StudyError(f"study {study.study_name!r} has no completed trial to export yet")
+    best = next(t for t in study.get_trials(deepcopy=False) if t.number == info.number)
     attrs = study.user_attrs
     log10_lambda = float(best.params[PARAM])
     lam = 10.0**log10_lambda
@@ -77,7 +80,11 @@ def export_best(
 
 @dataclasses.dataclass(frozen=True)
 class RetrainResult:
-    """Accuracies (fractions) of the retrained network and whether the study recorded it."""
+    """Accuracies (fractions) of the retrained network and whether the study recorded it.
+
+    ``train_size`` / ``val_size``: the images it trained and validated on (the test set
+    is CIFAR-10's 10000 test images).
+    """
 
     export: dict[str, Any]
     config: TrainConfig
@@ -91,21 +98,27 @@ class RetrainResult:
     recorded: bool
     record_note: str
 
+    def record(self) -> RetrainRecord:
+        """The entry appended to the study's ``retrain`` user attribute."""
+        return RetrainRecord(
+            trial=int(self.export["trial"]),
+            lam=self.config.lam,
+            cycles=self.config.cycles,
+            test_accuracy=self.test_accuracy,
+            val_accuracy=self.val_accuracy,
+            train_accuracy=self.train_accuracy,
+            train_size=self.train_size,
+            val_size=self.val_size,
+            seconds=self.seconds,
+            blas_threads=self.blas_threads,
+            search_val_accuracy=self.export.get("val_accuracy"),
+            at=now(),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "study": self.export["study"],
-            "trial": self.export["trial"],
-            "lambda": self.config.lam,
-            "log10_lambda": math.log10(self.config.lam),
-            "cycles": self.config.cycles,
-            "val_accuracy": self.val_accuracy,
-            "test_accuracy": self.test_accuracy,
-            "train_accuracy": self.train_accuracy,
-            "seconds": self.seconds,
-            "blas_threads": self.blas_threads,
-            "train_size": self.train_size,
-            "val_size": self.val_size,
-            "search_val_accuracy": self.export["val_accuracy"],
+            **self.record().to_dict(),
             "recorded_on_study": self.recorded,
         }
 
@@ -119,25 +132,31 @@ def retrain(
     save: str | Path | None = None,
     storage_url: str | None = None,
     blas_threads: int | None = None,
-    val_pool: int | None = None,
+    n_train: int | None = None,
+    val_size: int | None = None,
+    as_searched: bool = False,
     progress: bool = False,
     err: TextIO | None = None,
 ) -> RetrainResult:
     """Train the exported configuration with its λ; score validation and test sets.
 
-    Trains with ``blas_threads`` BLAS threads, by default as many as the exported trial
-    used: float32 results depend on it, and with the same data, configuration and thread
-    count the retrained network repeats the trial's validation accuracy.
+    The data, by default the method's final step: hold out the last ``val_size`` (1000)
+    of the 50000 training-batch images for validation and train on the first ``n_train``
+    of the rest (default all: 49000), whatever subset the search used. ``as_searched``
+    instead repeats the study's own data (its n_train, n_val and 5000-image validation
+    pool), so that the retrained network repeats the trial's validation accuracy.
 
-    ``val_pool`` holds out that many of the 50000 training-batch images for validation and
-    trains on the rest; None repeats the search's split (5000). The method's final step
-    holds out 1000 and trains on 49000 (``kmlp retrain``'s default).
+    Trains with ``blas_threads`` BLAS threads, by default as many as the exported trial
+    used: float32 results depend on it. Prints one line to ``err`` saying what it trains
+    on before it starts.
 
     The result is appended to the study's ``retrain`` user attribute when the study's
     storage (``storage_url``, else the export's) is reachable; otherwise a warning says
     why and the result is still returned.
     """
     err = err or sys.stderr
+    if as_searched and (n_train is not None or val_size is not None):
+        raise StudyError("--as-searched uses the study's own data: drop --n-train / --val-size")
     export = read_export(export_path)
     try:
         config = TrainConfig.from_dict(export["config"])
@@ -147,21 +166,25 @@ def retrain(
         config = dataclasses.replace(config, cycles=cycles)
     stored = export.get("data") or {}
     if data is None:
-        data = load_cifar10(
-            data_dir=data_dir,
-            n_train=stored.get("n_train"),
-            n_val=stored.get("n_val") if val_pool is None else None,
-            val_pool=val_pool,
-            dtype=config.dtype,
-        )
-    # Another split has another fingerprint by design; compare only the search's split.
-    same_split = val_pool is None
-    if same_split and stored.get("fingerprint") and stored["fingerprint"] != data.fingerprint:
+        if as_searched:
+            options = {"n_train": stored.get("n_train"), "n_val": stored.get("n_val")}
+        else:
+            options = {"n_train": n_train, "val_pool": val_size or FINAL_VAL_SIZE}
+        data = load_cifar10(data_dir=data_dir, dtype=config.dtype, **options)
+    if as_searched and stored.get("fingerprint") and stored["fingerprint"] != data.fingerprint:
         print(
             "kmlp: warning: this data differs from the study's (fingerprint mismatch)",
             file=err,
             flush=True,
         )
+    print(
+        f"kmlp retrain: trial #{export['trial']} of {export['study']}, lambda {config.lam:.4e}, "
+        f"{config.cycles} cycles on {len(data.train.y)} training images "
+        f"({'as searched' if as_searched else 'full training set'}; validation "
+        f"{len(data.val.y)}, test {len(data.test.y)})",
+        file=err,
+        flush=True,
+    )
     threads = blas_threads or export.get("blas_threads") or DEFAULT_BLAS_THREADS
     result = train(data=data, config=config, progress=progress, blas_threads=int(threads))
     with blas_limit(int(threads)):
@@ -192,8 +215,7 @@ def _record(outcome: RetrainResult, storage_url: str | None) -> tuple[bool, str]
         return False, "the export names no storage"
     try:
         study = load(outcome.export["study"], storage=open_storage(storage_url, create=False))
-        entry = {**outcome.to_dict(), "at": now()}
-        del entry["recorded_on_study"]
+        entry = outcome.record().to_dict()
         study.set_user_attr("retrain", [*study.user_attrs.get("retrain", []), entry])
     except (StorageError, StudyError) as exc:
         return False, str(exc)

@@ -28,9 +28,12 @@ from kmlp.study.config import SearchConfig
 from kmlp.study.data import DataSource, data_record
 from kmlp.study.errors import StudyError
 from kmlp.study.objective import TrialHook
-from kmlp.study.records import differences, now
-from kmlp.study.summary import study_table
-from kmlp.study.worker import StageHook, run_worker
+from kmlp.study.progress import Clock
+from kmlp.study.record import name_metric, now
+from kmlp.study.resume import check_same, existing, same_data_options
+from kmlp.study.summary import study_summary
+from kmlp.study.tables import format_summary
+from kmlp.study.worker import StageHook, ToldHook, run_worker
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # One worker per core with one BLAS thread each: on 2 cores, 2 workers x 1 thread ran a
@@ -74,14 +77,9 @@ def prepare_study(
             study.set_user_attr("stages", [])
             study.set_user_attr("kmlp_version", kmlp_version())
             study.set_user_attr("created_at", now())
-            return study
-        diffs = differences({k: attrs.get(k) for k in given}, given)
-        if diffs:
-            raise StudyError(
-                f"study {study_name!r} exists with a different configuration "
-                f"({'; '.join(diffs)}); rerun with the stored settings to continue it, "
-                f"or choose another --study name"
-            )
+        else:
+            check_same(study_name, attrs, given)
+        name_metric(study)  # also on studies made before kmlp named it
     return study
 
 
@@ -98,6 +96,7 @@ def launch(
     blas_threads: int = DEFAULT_BLAS_THREADS,
     heartbeat: HeartbeatSettings | None = None,
     on_trial_end: TrialHook | None = None,
+    on_trial_told: ToldHook | None = None,
     on_stage_end: StageHook | None = None,
     artifact_store: Any = None,
     out: TextIO | None = None,
@@ -111,9 +110,11 @@ def launch(
         workers: processes on this machine (this one plus workers - 1 spawned); the CLI
             defaults to DEFAULT_WORKERS.
         blas_threads: BLAS threads per worker (default one: parallelism comes from workers).
-        on_trial_end, on_stage_end, artifact_store: see the ``study`` package docstring;
-            with workers > 1 they must be picklable (module-level functions).
-    Returns the study, all stages finished.
+        on_trial_end, on_trial_told, on_stage_end, artifact_store: see the ``study``
+            package docstring; with workers > 1 they must be picklable (module-level
+            functions).
+    Returns the study, all stages finished. A study that is already finished (and given
+    the same settings) is reported at once: no data is loaded, no worker started.
     """
     if workers < 1:
         raise StudyError(f"--workers must be >= 1, got {workers}")
@@ -123,10 +124,25 @@ def launch(
     heartbeat = heartbeat or HeartbeatSettings.from_env()
     threads = check_blas_threads(blas_threads)
     rdb = open_storage(storage_url, heartbeat=heartbeat)
+    options = data_options or {}
+    # Before loading data (seconds) and starting workers: a wrong flag or a finished
+    # study is reported at once.
+    known = {"config": train_config.to_dict(), "search": search.to_dict()}
+    study = existing(rdb, study_name, known)
+    if study is not None and same_data_options(study.user_attrs.get("data") or {}, options):
+        summary = study_summary(study)
+        if summary.finished:
+            print(
+                f"study {study_name!r} is already finished ({summary.trials_done} trials in "
+                f"{summary.stages_done} stages); nothing to run",
+                file=out,
+                flush=True,
+            )
+            print(format_summary(summary), file=out, flush=True)
+            return study
     if data is None:
         assert data_source is not None
         data = data_source()
-    options = data_options or {}
     record = data_record(data, n_train=options.get("n_train"), n_val=options.get("n_val"))
     study = prepare_study(
         study_name=study_name, rdb=rdb, train_config=train_config, search=search, data=record
@@ -136,13 +152,15 @@ def launch(
         "storage_url": rdb.url,
         "heartbeat": heartbeat,
         "on_trial_end": on_trial_end,
+        "on_trial_told": on_trial_told,
         "on_stage_end": on_stage_end,
         "artifact_store": artifact_store,
+        "clock": Clock.start(study_summary(study).trials_done),
     }
     label = "w0" if workers > 1 else ""
     with _interrupt_on_sigterm(), _children(workers - 1, worker_kwargs, data_source, threads):
         run_worker(data=data, label=label, out=out, blas_threads=threads, **worker_kwargs)
-    print(study_table(study), file=out, flush=True)
+    print(format_summary(study_summary(study)), file=out, flush=True)
     if on_stage_end is not None:
         on_stage_end(study)
     return study

@@ -36,6 +36,7 @@ from kmlp.network import (
     blas_limit,
     train,
 )
+from kmlp.study.record import PARAM
 
 TrialHook = Callable[[optuna.Study, optuna.Trial, TrainResult], None]
 
@@ -65,7 +66,7 @@ def run_trial(
 
     Trains with ``blas_threads`` BLAS threads (None: as BLAS is set up).
     """
-    log10_lambda = float(trial.params["log10_lambda"])
+    log10_lambda = float(trial.params[PARAM])
     lam = 10.0**log10_lambda
     config = dataclasses.replace(base_config, lam=lam)
     reported: set[int] = set()

@@ -17,26 +17,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from optuna.trial import TrialState
 
 from kmlp.study.config import SearchConfig
 from kmlp.study.narrowing import Scored, narrow
+from kmlp.study.record import (
+    COARSE,
+    MANUAL,
+    TOP_K,
+    StageRecord,
+    TrialInfo,
+    best_trial,
+    scored_trials,
+)
 
 OCCUPYING = (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE, TrialState.PRUNED)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-@dataclass(frozen=True)
-class TrialInfo:
-    """What planning needs of a trial; ``stage`` is None for trials kmlp did not create."""
-
-    number: int
-    stage: int | None
-    state: TrialState
-    value: float | None = None
-    log10_lambda: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,14 +46,14 @@ class Claim:
 
 @dataclass(frozen=True)
 class OpenStage:
-    """Append ``record`` (stage, low, high, n_trials, derived_from, ...) to the stages."""
+    """Append ``record`` to the stages (its ``created_at`` is set by the worker)."""
 
-    record: dict[str, Any]
+    record: StageRecord
 
 
 @dataclass(frozen=True)
 class CloseStage:
-    """Mark ``stage`` finished, with its best completed trial (None if none completed)."""
+    """Mark ``stage`` finished, with its best trial (None if none completed)."""
 
     stage: int
     best: TrialInfo | None
@@ -64,9 +61,10 @@ class CloseStage:
 
 @dataclass(frozen=True)
 class Wait:
-    """Every slot of ``stage`` is taken; other workers' trials are still running."""
+    """Every slot of ``stage`` is taken; ``running`` trials of other workers still run."""
 
     stage: int
+    running: int
 
 
 @dataclass(frozen=True)
@@ -87,92 +85,74 @@ def stage_counts(trials: Sequence[TrialInfo], stage: int) -> dict[TrialState, in
 
 
 def completed(trials: Sequence[TrialInfo], stage: int | None = None) -> list[Scored]:
-    """COMPLETE trials (of ``stage``, or of every stage) as narrowing inputs."""
+    """The trials that can be the best (of ``stage``, or of every stage), as narrowing inputs."""
     return [
-        Scored(t.number, t.log10_lambda, t.value)
-        for t in trials
-        if t.state == TrialState.COMPLETE
-        and t.stage is not None
-        and (stage is None or t.stage == stage)
-        and t.value is not None
-        and t.log10_lambda is not None
+        Scored(t.number, t.log10_lambda, t.value)  # type: ignore[arg-type]  (scored: not None)
+        for t in scored_trials(trials, stage)
     ]
 
 
 def next_action(
-    *, stages: Sequence[dict[str, Any]], trials: Sequence[TrialInfo], search: SearchConfig
+    *, stages: Sequence[StageRecord], trials: Sequence[TrialInfo], search: SearchConfig
 ) -> Action:
     """The next step for a worker, given the stage records and all trials of the study."""
     if not stages:
         return OpenStage(first_stage(search))
     current = stages[-1]
-    s = int(current["stage"])
-    if current.get("completed"):
+    s = current.stage
+    if current.completed:
         if s + 1 >= search.stages:
             return Done()
         return OpenStage(following_stage(search, stages=stages, trials=trials))
-    budget = int(current["n_trials"])
+    budget = current.n_trials
     counts = stage_counts(trials, s)
     if sum(counts.get(state, 0) for state in FINISHED) >= budget:
-        best = _best(trials, s)
-        return CloseStage(stage=s, best=best)
+        return CloseStage(stage=s, best=best_trial(trials, s))
     if counts.get(TrialState.WAITING, 0):
         return Claim(stage=s, waiting=True)
     if sum(counts.get(state, 0) for state in OCCUPYING) < budget:
         return Claim(stage=s, waiting=False)
-    return Wait(stage=s)
+    return Wait(stage=s, running=counts.get(TrialState.RUNNING, 0))
 
 
-def first_stage(search: SearchConfig) -> dict[str, Any]:
+def first_stage(search: SearchConfig) -> StageRecord:
     low, high = search.ranges[0] if search.ranges else search.coarse
-    return {
-        "stage": 0,
-        "low": low,
-        "high": high,
-        "n_trials": search.budget(0),
-        "derived_from": "manual" if search.manual else "coarse",
-    }
+    return StageRecord(
+        stage=0,
+        low=low,
+        high=high,
+        n_trials=search.budget(0),
+        derived_from=MANUAL if search.manual else COARSE,
+    )
 
 
 def following_stage(
-    search: SearchConfig, *, stages: Sequence[dict[str, Any]], trials: Sequence[TrialInfo]
-) -> dict[str, Any]:
+    search: SearchConfig, *, stages: Sequence[StageRecord], trials: Sequence[TrialInfo]
+) -> StageRecord:
     """Record of stage ``len(stages)``: by hand, or narrowed from the top-k trials so far."""
     s = len(stages)
     if search.ranges is not None:
         low, high = search.ranges[s]
-        return {
-            "stage": s,
-            "low": low,
-            "high": high,
-            "n_trials": search.budget(s),
-            "derived_from": "manual",
-        }
+        return StageRecord(
+            stage=s, low=low, high=high, n_trials=search.budget(s), derived_from=MANUAL
+        )
     previous = stages[-1]
     narrowed = narrow(
-        low=float(previous["low"]),
-        high=float(previous["high"]),
+        low=previous.low,
+        high=previous.high,
         trials=completed(trials),
         top_k=search.top_k,
         margin=search.margin,
     )
-    return {
-        "stage": s,
-        "low": narrowed.low,
-        "high": narrowed.high,
-        "n_trials": search.budget(s),
-        "derived_from": "top-k",
-        "top_k": search.top_k,
-        "top_k_trials": list(narrowed.top),
-        "top_k_span": list(narrowed.span),
-        "margin": search.margin,
-        "capped": narrowed.capped,
-    }
-
-
-def _best(trials: Sequence[TrialInfo], stage: int) -> TrialInfo | None:
-    scored = completed(trials, stage)
-    if not scored:
-        return None
-    best = min(scored, key=lambda t: (-t.value, t.number))
-    return next(t for t in trials if t.number == best.number)
+    return StageRecord(
+        stage=s,
+        low=narrowed.low,
+        high=narrowed.high,
+        n_trials=search.budget(s),
+        derived_from=TOP_K,
+        top_k=search.top_k,
+        top_k_trials=tuple(narrowed.top),
+        top_k_span=(float(narrowed.span[0]), float(narrowed.span[1])),
+        margin=search.margin,
+        capped=narrowed.capped,
+    )

@@ -1,156 +1,246 @@
-"""Tables of a study: one row per stage, one row per study. Data first, then text."""
+"""A study's summary, computed once from its record and trials, then shown many ways.
+
+:func:`study_summary` reads a study once (user attributes, trials) and
+:func:`summarize` (pure) turns that into a :class:`StudySummary`: each stage's range,
+budget, trial counts, best trial and how its range was chosen; the overall best; the
+retrain results; the totals. ``kmlp show`` / ``kmlp studies`` (text and ``--json``), the
+progress lines, the dashboard note, the search figure and ``kmlp report`` all draw it;
+none of them looks at the trials again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from kmlp.study.plan import TrialInfo, completed, stage_counts
-from kmlp.study.records import trial_infos
+from kmlp.study.config import SearchConfig
+from kmlp.study.errors import StudyError
+from kmlp.study.record import (
+    METRIC_NAME,
+    RetrainRecord,
+    StageRecord,
+    TrialInfo,
+    best_trial,
+    retrain_records,
+    scored_trials,
+    stage_records,
+    trial_infos,
+)
 
 
-@dataclass(frozen=True)
-class StageRow:
-    """A stage's range (log10 λ), budget, trial counts and best completed trial."""
+@dataclass(frozen=True, kw_only=True)
+class StageSummary:
+    """One stage: its record, how its range was chosen, its trials counted, its best.
 
-    stage: int
-    low: float
-    high: float
-    derived_from: str
-    budget: int
+    ``points`` are the stage's COMPLETE trials (by number): the dots of the search figure.
+    ``running`` counts RUNNING and WAITING (queued retry) trials.
+    """
+
+    record: StageRecord
+    how: str
     complete: int
     pruned: int
     failed: int
     running: int
-    best_trial: int | None
-    best_lambda: float | None
-    best_value: float | None
+    best: TrialInfo | None
+    points: tuple[TrialInfo, ...]
+
+    @property
+    def stage(self) -> int:
+        return self.record.stage
+
+    @property
+    def low(self) -> float:
+        return self.record.low
+
+    @property
+    def high(self) -> float:
+        return self.record.high
+
+    @property
+    def budget(self) -> int:
+        return self.record.n_trials
+
+    @property
+    def done(self) -> int:
+        """Trials that count against the budget: COMPLETE + PRUNED."""
+        return self.complete + self.pruned
+
+    @property
+    def finished(self) -> bool:
+        return self.record.completed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "low": self.low,
+            "high": self.high,
+            "budget": self.budget,
+            "derived_from": self.record.derived_from,
+            "how": self.how,
+            "done": self.done,
+            "complete": self.complete,
+            "pruned": self.pruned,
+            "failed": self.failed,
+            "running": self.running,
+            "finished": self.finished,
+            "best": self.best.to_dict() if self.best else None,
+            "trials": [
+                {"trial": t.number, "log10_lambda": t.log10_lambda, "value": t.value}
+                for t in self.points
+            ],
+            "record": self.record.to_dict(),
+        }
 
 
-def stage_rows(stages: Sequence[dict[str, Any]], trials: Sequence[TrialInfo]) -> list[StageRow]:
-    rows = []
-    for record in stages:
-        s = int(record["stage"])
-        counts = stage_counts(trials, s)
-        scored = completed(trials, s)
-        best = min(scored, key=lambda t: (-t.value, t.number)) if scored else None
-        rows.append(
-            StageRow(
-                stage=s,
-                low=float(record["low"]),
-                high=float(record["high"]),
-                derived_from=str(record.get("derived_from", "?")),
-                budget=int(record["n_trials"]),
-                complete=counts.get(TrialState.COMPLETE, 0),
-                pruned=counts.get(TrialState.PRUNED, 0),
-                failed=counts.get(TrialState.FAIL, 0),
-                running=counts.get(TrialState.RUNNING, 0) + counts.get(TrialState.WAITING, 0),
-                best_trial=best.number if best else None,
-                best_lambda=10.0**best.log10_lambda if best else None,
-                best_value=best.value if best else None,
-            )
-        )
-    return rows
+@dataclass(frozen=True, kw_only=True)
+class StudySummary:
+    """What a study found and how far it is. Values are fractions 0..1, λ in natural units.
 
+    Attributes:
+        stages: one per stage started, in order.
+        best: the best trial of the study (:func:`kmlp.study.record.best_trial`).
+        retrains: ``kmlp retrain`` results recorded on the study, oldest first.
+        stages_total, trials_total: what the search plans (None: not a kmlp study).
+        trials_done: COMPLETE + PRUNED trials of all stages; failed, running likewise.
+        config, data, search: the study's stored configuration (dicts).
+    """
 
-def format_stage_table(rows: Sequence[StageRow]) -> str:
-    header = (
-        f"{'stage':>5}  {'log10 lambda range':<18}  {'from':<6}  {'trials':>7}  "
-        f"{'pruned':>6}  {'failed':>6}  {'best lambda':>11}  {'best val':>8}  {'trial':>5}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        done = r.complete + r.pruned
-        best_lam = f"{r.best_lambda:.3e}" if r.best_lambda is not None else "-"
-        best_val = f"{100 * r.best_value:.2f}%" if r.best_value is not None else "-"
-        best_no = f"#{r.best_trial}" if r.best_trial is not None else "-"
-        lines.append(
-            f"{r.stage:>5}  {f'[{r.low:.3f}, {r.high:.3f}]':<18}  {r.derived_from:<6}  "
-            f"{f'{done}/{r.budget}':>7}  {r.pruned:>6}  {r.failed:>6}  {best_lam:>11}  "
-            f"{best_val:>8}  {best_no:>5}"
-        )
-    if not rows:
-        lines.append("(no stage started yet)")
-    return "\n".join(lines)
-
-
-def study_table(study: optuna.Study) -> str:
-    """The stage table of ``study``, then its best trial."""
-    rows = stage_rows(study.user_attrs.get("stages", []), trial_infos(study))
-    text = format_stage_table(rows)
-    best = best_completed(study)
-    if best is not None:
-        text += (
-            f"\nbest: trial #{best.number} (stage {best.user_attrs.get('stage')}), "
-            f"lambda {10.0 ** best.params['log10_lambda']:.4e}, "
-            f"val accuracy {100 * best.value:.2f}%"
-        )
-    return text
-
-
-def best_completed(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The COMPLETE kmlp trial with the highest value (earliest on ties), or None."""
-    trials = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and "log10_lambda" in t.params
-    ]
-    if not trials:
-        return None
-    return min(trials, key=lambda t: (-t.value, t.number))
-
-
-@dataclass(frozen=True)
-class StudyRow:
     name: str
-    trials: int
-    complete: int
-    stages_done: int
+    stages: tuple[StageSummary, ...]
+    best: TrialInfo | None
+    retrains: tuple[RetrainRecord, ...]
     stages_total: int | None
-    best_value: float | None
-    best_lambda: float | None
+    trials_total: int | None
+    trials_done: int
+    failed: int
+    running: int
+    config: Mapping[str, Any]
+    data: Mapping[str, Any]
+    search: Mapping[str, Any]
+    created_at: str | None = None
+    kmlp_version: str | None = None
+
+    @property
+    def stages_done(self) -> int:
+        return sum(s.finished for s in self.stages)
+
+    @property
+    def finished(self) -> bool:
+        """Every planned stage is closed: nothing is left to run."""
+        return self.stages_total is not None and self.stages_done >= self.stages_total
+
+    @property
+    def retrain(self) -> RetrainRecord | None:
+        """The latest retrain of the best trial (else the latest retrain), or None."""
+        if not self.retrains:
+            return None
+        of_best = [r for r in self.retrains if self.best and r.trial == self.best.number]
+        return (of_best or list(self.retrains))[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: what ``kmlp show --json`` prints."""
+        best = self.best.to_dict() if self.best else None
+        retrain = self.retrain
+        return {
+            "study": self.name,
+            "metric": METRIC_NAME,
+            "finished": self.finished,
+            "best": best,
+            "best_lambda": self.best.lam if self.best else None,
+            "best_value": self.best.value if self.best else None,
+            "test_accuracy": retrain.test_accuracy if retrain else None,
+            "progress": {
+                "trials_done": self.trials_done,
+                "trials_total": self.trials_total,
+                "stages_done": self.stages_done,
+                "stages_total": self.stages_total,
+                "failed": self.failed,
+                "running": self.running,
+            },
+            "stages": [s.to_dict() for s in self.stages],
+            "retrain": [r.to_dict() for r in self.retrains],
+            "config": dict(self.config),
+            "data": dict(self.data),
+            "search": dict(self.search),
+            "created_at": self.created_at,
+            "kmlp_version": self.kmlp_version,
+        }
 
 
-def study_rows(storage: optuna.storages.BaseStorage) -> list[StudyRow]:
-    rows = []
-    for frozen in storage.get_all_studies():
-        study = optuna.load_study(study_name=frozen.study_name, storage=storage)
-        trials = study.get_trials(deepcopy=False)
-        stages = frozen.user_attrs.get("stages", [])
-        search = frozen.user_attrs.get("search") or {}
-        best = best_completed(study)
-        rows.append(
-            StudyRow(
-                name=frozen.study_name,
-                trials=len(trials),
-                complete=sum(t.state == TrialState.COMPLETE for t in trials),
-                stages_done=sum(bool(s.get("completed")) for s in stages),
-                stages_total=search.get("stages"),
-                best_value=best.value if best else None,
-                best_lambda=10.0 ** best.params["log10_lambda"] if best else None,
+def summarize(
+    *, name: str, user_attrs: Mapping[str, Any], trials: Sequence[TrialInfo]
+) -> StudySummary:
+    """The summary of a study with these user attributes and trials (pure)."""
+    records = stage_records(user_attrs.get("stages"))
+    stages = []
+    for i, record in enumerate(records):
+        mine = [t for t in trials if t.stage == record.stage]
+        count = {state: sum(t.state == state for t in mine) for state in TrialState}
+        stages.append(
+            StageSummary(
+                record=record,
+                how=record.how(records[i - 1] if i > 0 else None),
+                complete=count[TrialState.COMPLETE],
+                pruned=count[TrialState.PRUNED],
+                failed=count[TrialState.FAIL],
+                running=count[TrialState.RUNNING] + count[TrialState.WAITING],
+                best=best_trial(mine, record.stage),
+                points=tuple(scored_trials(mine, record.stage)),
             )
         )
-    return rows
-
-
-def format_study_rows(rows: Sequence[StudyRow]) -> str:
-    if not rows:
-        return "(no studies)"
-    width = max(5, *(len(r.name) for r in rows))
-    header = (
-        f"{'study':<{width}}  {'trials':>6}  {'complete':>8}  {'stages':>6}  "
-        f"{'best lambda':>11}  {'best val':>8}"
+    search = user_attrs.get("search")
+    search = search if isinstance(search, Mapping) else {}
+    stages_total, trials_total = _planned(search)
+    return StudySummary(
+        name=name,
+        stages=tuple(stages),
+        best=best_trial(trials),
+        retrains=tuple(retrain_records(user_attrs.get("retrain"))),
+        stages_total=stages_total,
+        trials_total=trials_total,
+        trials_done=sum(s.done for s in stages),
+        failed=sum(s.failed for s in stages),
+        running=sum(s.running for s in stages),
+        config=_mapping(user_attrs.get("config")),
+        data=_mapping(user_attrs.get("data")),
+        search=search,
+        created_at=_text(user_attrs.get("created_at")),
+        kmlp_version=_text(user_attrs.get("kmlp_version")),
     )
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        stages = f"{r.stages_done}/{r.stages_total}" if r.stages_total else "-"
-        lam = f"{r.best_lambda:.3e}" if r.best_lambda is not None else "-"
-        val = f"{100 * r.best_value:.2f}%" if r.best_value is not None else "-"
-        lines.append(
-            f"{r.name:<{width}}  {r.trials:>6}  {r.complete:>8}  {stages:>6}  {lam:>11}  {val:>8}"
-        )
-    return "\n".join(lines)
+
+
+def study_summary(study: optuna.Study) -> StudySummary:
+    """The summary of a loaded study (reads its attributes and trials once)."""
+    return summarize(name=study.study_name, user_attrs=study.user_attrs, trials=trial_infos(study))
+
+
+def storage_summaries(storage: optuna.storages.BaseStorage) -> list[StudySummary]:
+    """The summary of every study in ``storage``, by name."""
+    out = []
+    for frozen in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
+        study = optuna.load_study(study_name=frozen.study_name, storage=storage)
+        out.append(study_summary(study))
+    return out
+
+
+def _planned(search: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    if not search:
+        return None, None
+    try:
+        config = SearchConfig.from_dict(dict(search))
+    except (StudyError, TypeError, ValueError):
+        return None, None
+    return config.stages, sum(config.budget(s) for s in range(config.stages))
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from kmlp.network import DEFAULT_BLAS_THREADS, Dataset, TrainConfig, blas_limit
 from kmlp.storage import HeartbeatSettings, open_storage, storage_lock
@@ -34,9 +34,19 @@ from kmlp.study.errors import StudyError
 from kmlp.study.heartbeat import Heartbeat
 from kmlp.study.objective import TrialHook, run_trial
 from kmlp.study.pruning import StageMedianPruner
-from kmlp.study.records import PARAM, now, trial_infos
+from kmlp.study.record import (
+    PARAM,
+    StageRecord,
+    TrialInfo,
+    now,
+    stage_records,
+    stages_attr,
+    trial_infos,
+)
+from kmlp.study.summary import StageSummary, study_summary, summarize
 
 StageHook = Callable[[optuna.Study], None]
+ToldHook = Callable[[optuna.Study, FrozenTrial], None]
 
 
 @dataclasses.dataclass
@@ -56,18 +66,21 @@ def run_worker(
     heartbeat: HeartbeatSettings | None = None,
     label: str = "",
     on_trial_end: TrialHook | None = None,
+    on_trial_told: ToldHook | None = None,
     on_stage_end: StageHook | None = None,
     artifact_store: Any = None,
     out: TextIO | None = None,
     poll_seconds: float | None = None,
     max_trials: int | None = None,
     blas_threads: int | None = DEFAULT_BLAS_THREADS,
+    clock: progress.Clock | None = None,
 ) -> WorkerStats:
     """Work on ``study_name`` until every stage is finished (or ``max_trials`` ran).
 
     ``data`` or ``data_source`` gives the data; it must have the fingerprint stored in the
     study. ``blas_threads`` limits BLAS threads while training (default one; None: no
-    limit).
+    limit). ``clock``: when the launch started, for the elapsed time and ETA of the
+    progress lines (default: now).
     ``artifact_store`` is not used here; hooks that need it get it bound (e.g.
     ``functools.partial``); it is accepted so that callers can pass one object through.
     """
@@ -81,11 +94,13 @@ def run_worker(
             heartbeat=heartbeat,
             label=label,
             on_trial_end=on_trial_end,
+            on_trial_told=on_trial_told,
             on_stage_end=on_stage_end,
             out=out,
             poll_seconds=poll_seconds,
             max_trials=max_trials,
             blas_threads=blas_threads,
+            clock=clock,
         )
 
 
@@ -98,11 +113,13 @@ def _work(
     heartbeat: HeartbeatSettings | None,
     label: str,
     on_trial_end: TrialHook | None,
+    on_trial_told: ToldHook | None,
     on_stage_end: StageHook | None,
     out: TextIO | None,
     poll_seconds: float | None,
     max_trials: int | None,
     blas_threads: int | None,
+    clock: progress.Clock | None,
 ) -> WorkerStats:
     heartbeat = heartbeat or HeartbeatSettings.from_env()
     out = out or sys.stdout
@@ -111,6 +128,11 @@ def _work(
     attrs = study.user_attrs
     base_config = TrainConfig.from_dict(attrs["config"])
     search = SearchConfig.from_dict(attrs["search"])
+    prefix = f"[{label}] " if label else ""
+    summary = study_summary(study)
+    if summary.finished:  # before loading data: say so at once
+        print(f"{prefix}study {study_name!r} is finished; nothing to run", file=out, flush=True)
+        return WorkerStats()
     if data is None:
         if data_source is None:
             raise StudyError("run_worker needs data or data_source")
@@ -126,8 +148,8 @@ def _work(
     else:
         study.pruner = optuna.pruners.NopPruner()
     poll = poll_seconds if poll_seconds is not None else min(1.0, heartbeat.interval / 2)
-    prefix = f"[{label}] " if label else ""
     stats = WorkerStats()
+    clock = clock or progress.Clock.start(summary.trials_done)
     ran = 0
     waiting = False
     while max_trials is None or ran < max_trials:
@@ -135,12 +157,12 @@ def _work(
         for s in closed:
             stats.closed_stages.append(s)
             if on_stage_end is not None:
-                _call_stage_hook(on_stage_end, study)
+                _call_hook("on_stage_end", on_stage_end, study)
         if isinstance(action, plan.Done):
             break
         if isinstance(action, plan.Wait):
             if not waiting:
-                progress.waiting(action.stage, grace=heartbeat.grace_period, out=out, prefix=prefix)
+                progress.waiting(action.stage, action.running, out=out, prefix=prefix)
             waiting = True
             time.sleep(poll)
             continue
@@ -158,7 +180,12 @@ def _work(
             )
         ran += 1
         stats.trials[outcome.state.name] = stats.trials.get(outcome.state.name, 0) + 1
-        progress.trial_done(study, trial.number, stage_record, outcome, out=out, prefix=prefix)
+        summary = study_summary(study)
+        progress.trial_done(
+            summary, stage_record.stage, trial.number, outcome, clock=clock, out=out, prefix=prefix
+        )
+        if on_trial_told is not None and outcome.trial is not None:
+            _call_hook("on_trial_told", on_trial_told, study, outcome.trial)
     return stats
 
 
@@ -180,25 +207,19 @@ def _next_under_lock(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
         while True:
-            stages = list(study.user_attrs.get("stages", []))
+            stages = stage_records(study.user_attrs.get("stages"))
             infos = trial_infos(study)
             action = plan.next_action(stages=stages, trials=infos, search=search)
             if isinstance(action, plan.OpenStage):
-                record = {**action.record, "created_at": now()}
-                study.set_user_attr("stages", [*stages, record])
-                progress.stage_opened(record, out=out, prefix=prefix)
+                stages = [*stages, dataclasses.replace(action.record, created_at=now())]
+                study.set_user_attr("stages", stages_attr(stages))
+                line = _stage_summary(study, stages, infos)
+                progress.stage_opened(line, out=out, prefix=prefix)
             elif isinstance(action, plan.CloseStage):
-                record = dict(stages[-1])
-                record.update(completed=True, completed_at=now())
-                if action.best is not None:
-                    record.update(
-                        best_trial=action.best.number,
-                        best_value=action.best.value,
-                        best_lambda=10.0**action.best.log10_lambda,
-                    )
-                study.set_user_attr("stages", [*stages[:-1], record])
+                stages = [*stages[:-1], stages[-1].closed(best=action.best, at=now())]
+                study.set_user_attr("stages", stages_attr(stages))
                 closed.append(action.stage)
-                progress.stage_closed(record, out=out, prefix=prefix)
+                progress.stage_closed(_stage_summary(study, stages, infos), out=out, prefix=prefix)
             elif isinstance(action, plan.Claim):
                 record = stages[action.stage]
                 trial = _create_trial(study, rdb, action, record, search, infos)
@@ -211,13 +232,13 @@ def _create_trial(
     study: optuna.Study,
     rdb: optuna.storages.RDBStorage,
     action: plan.Claim,
-    record: dict[str, Any],
+    record: StageRecord,
     search: SearchConfig,
-    infos: list[plan.TrialInfo],
+    infos: list[TrialInfo],
 ) -> optuna.Trial:
     """Create (or pop the queued retry of) a trial of the claimed stage; lock held."""
     s = action.stage
-    low, high = float(record["low"]), float(record["high"])
+    low, high = record.low, record.high
     index = sum(1 for t in infos if t.stage == s)  # unique per stage: we hold the lock
     with warnings.catch_warnings():
         # ask() warns that heartbeats are meant for optimize(); kmlp beats itself.
@@ -260,12 +281,22 @@ def _check_data(data: Dataset, stored: dict[str, Any], study_name: str) -> None:
         )
 
 
-def _call_stage_hook(hook: StageHook, study: optuna.Study) -> None:
+def _stage_summary(
+    study: optuna.Study, stages: list[StageRecord], infos: list[TrialInfo]
+) -> StageSummary:
+    """The summary of the last of ``stages``, as just written (no further read)."""
+    summary = summarize(
+        name=study.study_name, user_attrs={"stages": stages_attr(stages)}, trials=infos
+    )
+    return summary.stages[-1]
+
+
+def _call_hook(name: str, hook: Callable[..., None], *args: Any) -> None:
     try:
-        hook(study)
+        hook(*args)
     except Exception as exc:  # a figure failing must not stop the search
         print(
-            f"kmlp: warning: on_stage_end hook failed: {type(exc).__name__}: {exc}",
+            f"kmlp: warning: {name} hook failed: {type(exc).__name__}: {exc}",
             file=sys.stderr,
             flush=True,
         )

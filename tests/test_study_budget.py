@@ -14,14 +14,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from kmlp.network import Dataset, Split, TrainConfig
+from kmlp.network import TrainConfig
 from kmlp.storage import HeartbeatSettings
 from kmlp.study import SearchConfig, launch
+from tests.helpers import SyntheticSource
 
 PG_URL = os.environ.get("KMLP_TEST_POSTGRES_URL")
 CONFIG = TrainConfig(hidden=(10,), n_s=10, cycles=2, checkpoints_per_cycle=4)
@@ -29,33 +29,6 @@ SEARCH = SearchConfig(
     stages=3, trials=(6, 5, 4), top_k=3, prune=True, prune_startup=2, prune_warmup_cycles=0.5
 )
 HEARTBEAT = HeartbeatSettings(interval=1, grace_period=3)
-
-
-@dataclass(frozen=True)
-class SyntheticSource:
-    """Ten Gaussian blobs in ``d`` dimensions: a Dataset that trains in milliseconds."""
-
-    n_train: int = 400
-    n_val: int = 200
-    d: int = 32
-    seed: int = 0
-
-    def __call__(self) -> Dataset:
-        rng = np.random.default_rng(self.seed)
-        centres = rng.normal(size=(10, self.d))
-
-        def split(n: int) -> Split:
-            y = rng.integers(0, 10, size=n)
-            X = centres[y] + rng.normal(scale=1.5, size=(n, self.d))
-            return Split(X=X.astype(np.float32), y=y.astype(np.int64))
-
-        return Dataset(
-            train=split(self.n_train),
-            val=split(self.n_val),
-            test=split(100),
-            fingerprint=f"synthetic-{self.seed}-{self.n_train}-{self.n_val}-{self.d}",
-            source="synthetic",
-        )
 
 
 @dataclass(frozen=True)
@@ -73,6 +46,17 @@ class TrialLog:
 
 
 @dataclass(frozen=True)
+class ToldLog:
+    """on_trial_told hook: appends "<trial number> <state>" of each told trial to a file."""
+
+    path: str
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(f"{trial.number} {trial.state.name}\n")
+
+
+@dataclass(frozen=True)
 class StageLog:
     """on_stage_end hook: appends the number of closed stages to a file."""
 
@@ -86,6 +70,7 @@ class StageLog:
 
 def run_study(url: str, name: str, workers: int, tmp_path: Path) -> optuna.Study:
     trial_log, stage_log = tmp_path / "trials.log", tmp_path / "stages.log"
+    told_log = tmp_path / "told.log"
     return launch(
         study_name=name,
         storage_url=url,
@@ -96,6 +81,7 @@ def run_study(url: str, name: str, workers: int, tmp_path: Path) -> optuna.Study
         blas_threads=1,
         heartbeat=HEARTBEAT,
         on_trial_end=TrialLog(str(trial_log), delay=0.25 if workers > 1 else 0.0),
+        on_trial_told=ToldLog(str(told_log)),
         on_stage_end=StageLog(str(stage_log)),
     )
 
@@ -126,6 +112,10 @@ def check_budgets(study: optuna.Study, *, workers: int, tmp_path: Path) -> None:
     pids = {t.user_attrs["worker"] for t in trials}
     if workers > 1:
         assert len(pids) > 1, "the workers never overlapped"
+    # told once each, after the trial finished (so that readers see it finished)
+    told = [line.split() for line in (tmp_path / "told.log").read_text().splitlines()]
+    assert sorted(int(n) for n, _ in told) == sorted(t.number for t in trials)
+    assert {state for _, state in told} <= {"COMPLETE", "PRUNED"}
     closings = [int(x) for x in (tmp_path / "stages.log").read_text().split()]
     assert closings[:3] == [1, 2, 3] and closings[-1] == 3
     # intermediate values: validation accuracy at checkpoint steps (update steps)

@@ -7,9 +7,10 @@ from optuna.trial import TrialState
 
 from kmlp.study.config import SearchConfig, parse_ranges, parse_trials
 from kmlp.study.errors import StudyError
-from kmlp.study.plan import Claim, CloseStage, Done, OpenStage, TrialInfo, Wait, next_action
+from kmlp.study.plan import Claim, CloseStage, Done, OpenStage, Wait, next_action
 from kmlp.study.pruning import is_decision_step, median_rule
-from kmlp.study.records import differences
+from kmlp.study.record import StageRecord, TrialInfo
+from kmlp.study.resume import differences
 
 C, P, R, W, F = (
     TrialState.COMPLETE,
@@ -19,9 +20,9 @@ C, P, R, W, F = (
     TrialState.FAIL,
 )
 SEARCH = SearchConfig(coarse=(-5, -1), stages=2, trials=(3, 2), top_k=2)
-STAGE0 = {"stage": 0, "low": -5.0, "high": -1.0, "n_trials": 3, "derived_from": "coarse"}
-STAGE0_DONE = {**STAGE0, "completed": True}
-STAGE1 = {"stage": 1, "low": -3.0, "high": -2.0, "n_trials": 2, "derived_from": "top-k"}
+STAGE0 = StageRecord(stage=0, low=-5.0, high=-1.0, n_trials=3, derived_from="coarse")
+STAGE0_DONE = STAGE0.closed(best=None, at="2025-01-01T00:00:00+00:00")
+STAGE1 = StageRecord(stage=1, low=-3.0, high=-2.0, n_trials=2, derived_from="top-k")
 
 
 def t(number, stage, state, value=None, x=None):
@@ -57,7 +58,7 @@ PLAN_CASES = [
         [t(0, 0, C, 0.5, -3), t(1, 0, P), t(2, 0, C, 0.4, -2)],
         OpenStage,
     ),
-    ("last stage closed: done", [STAGE0_DONE, {**STAGE1, "completed": True}], [], Done),
+    ("last stage closed: done", [STAGE0_DONE, STAGE1.closed(best=None, at="now")], [], Done),
     (
         "trials without a stage (not kmlp's) do not count",
         [STAGE0],
@@ -71,6 +72,11 @@ PLAN_CASES = [
 def test_next_action_table(name, stages, trials, kind):
     action = next_action(stages=stages, trials=trials, search=SEARCH)
     assert isinstance(action, kind)
+
+
+def test_wait_counts_the_running_trials():
+    trials = [t(0, 0, R), t(1, 0, R), t(2, 0, C, 0.5, -3)]
+    assert next_action(stages=[STAGE0], trials=trials, search=SEARCH) == Wait(0, running=2)
 
 
 def test_claim_pops_waiting_retry():
@@ -89,19 +95,21 @@ def test_open_following_stage_narrows_from_top_k():
     trials = [t(0, 0, C, 0.5, -3.0), t(1, 0, C, 0.6, -2.0), t(2, 0, C, 0.1, -4.9)]
     action = next_action(stages=[STAGE0_DONE], trials=trials, search=SEARCH)
     record = action.record
-    assert record["stage"] == 1 and record["n_trials"] == 2
-    assert record["derived_from"] == "top-k"
-    assert record["top_k_trials"] == [1, 0]
-    assert record["low"] == pytest.approx(-3.4) and record["high"] == pytest.approx(-1.6)
+    assert record.stage == 1 and record.n_trials == 2
+    assert record.derived_from == "top-k"
+    assert record.top_k_trials == (1, 0) and record.top_k_span == (-3.0, -2.0)
+    assert record.low == pytest.approx(-3.4) and record.high == pytest.approx(-1.6)
 
 
 def test_open_first_and_following_manual_stages():
     search = SearchConfig(ranges=((-5, -1), (-3, -1), (-3, -2)), trials=(4,))
     first = next_action(stages=[], trials=[], search=search).record
-    assert first == {"stage": 0, "low": -5.0, "high": -1.0, "n_trials": 4, "derived_from": "manual"}
-    done = [{**first, "completed": True}]
+    assert first.to_dict() == {
+        "stage": 0, "low": -5.0, "high": -1.0, "n_trials": 4, "derived_from": "manual"
+    }  # fmt: skip
+    done = [first.closed(best=None, at="now")]
     second = next_action(stages=done, trials=[], search=search).record
-    assert (second["low"], second["high"], second["derived_from"]) == (-3.0, -1.0, "manual")
+    assert (second.low, second.high, second.derived_from) == (-3.0, -1.0, "manual")
 
 
 def test_search_config_budgets_and_round_trip():

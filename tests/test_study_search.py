@@ -12,7 +12,7 @@ from kmlp.network import TrainConfig
 from kmlp.storage import HeartbeatSettings, open_storage
 from kmlp.study import SearchConfig, StudyError, launch, run_worker
 from kmlp.study.launch import prepare_study
-from tests.test_study_budget import SyntheticSource
+from tests.helpers import SyntheticSource
 
 CONFIG = TrainConfig(hidden=(10,), n_s=10, cycles=2, checkpoints_per_cycle=5)
 HEARTBEAT = HeartbeatSettings(interval=1, grace_period=3)
@@ -41,7 +41,7 @@ def test_manual_ranges_are_used_as_given(tmp_path):
     for t in study.trials:
         low, high = ranges[t.user_attrs["stage"]]
         assert low <= t.params["log10_lambda"] <= high
-    assert "(manual)" in out and out.count("finished: best lambda") == 3
+    assert "range: given by hand (--ranges)" in out and out.count("finished: best lambda") == 3
 
 
 def test_tpe_sampler_stays_in_each_stage_range(tmp_path):

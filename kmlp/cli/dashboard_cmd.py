@@ -10,6 +10,7 @@ from kmlp.dashboards.report import write_report
 from kmlp.dashboards.server import serve_dashboard
 from kmlp.dashboards.storage_access import load_study_named, open_existing_storage
 from kmlp.storage import resolve_url
+from kmlp.study.access import only_study_name
 
 
 def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,7 +25,7 @@ def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
-    add_study(p)
+    add_study(p, required=False, help="study name (default: the storage's only study)")
     p.add_argument("--out", required=True, help="folder to write into (created)")
     add_storage(p)
     add_artifacts(p)
@@ -38,7 +39,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     url, storage = open_existing_storage(args.storage)
-    study = load_study_named(args.study, storage, url)
+    name = args.study if args.study is not None else only_study_name(storage)
+    study = load_study_named(name, storage, url)
     store = existing_artifact_store(url, args.artifacts)
     written = write_report(study, out_dir=args.out, storage_url=url, artifact_store=store)
     for path in written:

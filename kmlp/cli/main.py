@@ -75,15 +75,17 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "studies",
-        "list the studies in a storage",
+        "list the studies in a storage with their best lambda",
         study_cmd.add_studies_arguments,
         study_cmd.run_studies,
     ),
     Command(
         "show",
-        "print a study's stage table",
+        "print a study's stages, how each range was chosen, best lambda and test accuracy",
         study_cmd.add_show_arguments,
         study_cmd.run_show,
+        "Print a study's stage table, how each range was chosen, its best trial, the test "
+        "accuracy of its retrains and its progress (--json: the same as one JSON object).",
     ),
     Command(
         "export",
@@ -96,6 +98,9 @@ COMMANDS: tuple[Command, ...] = (
         "train an exported configuration and report validation and test accuracy",
         study_cmd.add_retrain_arguments,
         study_cmd.run_retrain,
+        "Train an exported configuration on the full training set (49000 images, 1000 held "
+        "out for validation) unless told otherwise, score it on the 10000 test images and "
+        "record the result on the study.",
     ),
     Command(
         "dashboard",
@@ -106,11 +111,12 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "report",
-        "write a study's search figure (PNG, HTML), curves and summary to a folder",
+        "write a study's report (one HTML page, markdown, figures) to a folder",
         dashboard_cmd.add_report_arguments,
         dashboard_cmd.run_report,
-        "Write the search figure as PNG and interactive HTML, the best trial's curves and a "
-        "markdown summary.",
+        "Write report.html (title, best lambda, retrained test accuracy, stage table with how "
+        "each range was chosen, search figure, best trial's curves; self-contained), "
+        "summary.md, summary.json, search.png and the best trial's curves.",
     ),
 )
 
@@ -145,12 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The command line as given, for "to continue, rerun ..." after an interrupt.
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     debug = bool(os.environ.get("KMLP_DEBUG"))
     try:
         code = args.func(args)
     except KeyboardInterrupt:
         print("kmlp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. "kmlp show --json | head": the reader left, not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit flush does not fail again
+        return 1
     except KmlpError as exc:
         if debug:
             raise

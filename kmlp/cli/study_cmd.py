@@ -7,14 +7,15 @@ curves, search figure) are wired in here.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
+import time
 from typing import Any
 
 from kmlp.cli.common import (
     add_training_args,
     data_options_from_args,
+    print_json,
     training_config_from_args,
 )
 from kmlp.cli.options import (
@@ -25,42 +26,43 @@ from kmlp.cli.options import (
     add_study,
     positive_int,
 )
-from kmlp.storage import display_url, open_storage, resolve_url
+from kmlp.dashboards.artifacts import artifacts_location
+from kmlp.storage import StorageError, display_url, open_storage, portable_url, resolve_url
 from kmlp.study import (
     CifarSource,
     SearchConfig,
     StudyError,
     export_best,
+    format_studies,
+    format_summary,
     launch,
     parse_ranges,
     parse_trials,
     retrain,
     run_worker,
-    study_rows,
-    study_table,
+    storage_summaries,
+    study_summary,
 )
-from kmlp.study.access import load
+from kmlp.study.access import load, only_study_name
+from kmlp.study.commands import has_password, kmlp_command, next_commands
 from kmlp.study.config import SAMPLERS
+from kmlp.study.export import FINAL_VAL_SIZE
 from kmlp.study.launch import DEFAULT_WORKERS
-from kmlp.study.summary import format_study_rows
+from kmlp.study.progress import format_duration
 
 # argparse takes "-5,-1;-3,-2" for an option unless told it is a (negative) value.
 _NEGATIVE_VALUES = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.,;eE+\- ]+$")
 
 
-# The search validates on the last 5000 training-batch images; the method's final
-# training holds out only 1000 of them.
-SEARCH_VAL_POOL = 5000
-FINAL_VAL_POOL = 1000
-
-
 def add_studies_arguments(p: argparse.ArgumentParser) -> None:
     add_storage(p)
+    add_json(p, what="every study's summary (stages, best lambda, retrains)")
 
 
 def add_show_arguments(p: argparse.ArgumentParser) -> None:
-    add_study(p)
+    add_study(p, required=False, help="study name (default: the storage's only study)")
     add_storage(p)
+    add_json(p, what="the study's summary (stages, best lambda, retrains, progress)")
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,10 +89,24 @@ def add_retrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--val-size",
         type=positive_int,
-        default=FINAL_VAL_POOL,
+        default=None,
         metavar="N",
-        help=f"validation images held out of the 50000 (default {FINAL_VAL_POOL}, the method's "
-        "final step: train on the other 49000); 5000 repeats the search's split",
+        help=f"validation images held out of the 50000 (default {FINAL_VAL_SIZE}, the method's "
+        "final step: train on the other 49000)",
+    )
+    p.add_argument(
+        "--n-train",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="train on only the first N of the remaining images (default: all of them, "
+        "whatever subset the search used)",
+    )
+    p.add_argument(
+        "--as-searched",
+        action="store_true",
+        help="train on the study's own data instead (its --n-train / --n-val and 5000 "
+        "validation images): repeats the trial's validation accuracy",
     )
 
 
@@ -207,18 +223,37 @@ def run_launch(args: argparse.Namespace) -> int:
     # The launching process loads the data first (downloading it if needed, with a bar);
     # worker processes then find it.
     source = CifarSource.from_options(options, progress=sys.stderr.isatty())
-    study = launch(
-        study_name=args.study,
-        storage_url=url,
-        train_config=config,
-        search=search,
-        data_source=source,
-        data_options=options,
-        workers=args.workers,
-        blas_threads=args.blas_threads,
-        **_hooks(args, url),
+    start = time.monotonic()
+    try:
+        study = launch(
+            study_name=args.study,
+            storage_url=url,
+            train_config=config,
+            search=search,
+            data_source=source,
+            data_options=options,
+            workers=args.workers,
+            blas_threads=args.blas_threads,
+            **_hooks(args, url),
+        )
+    except KeyboardInterrupt:
+        return _interrupted(args)
+    summary = study_summary(study)
+    took = format_duration(time.monotonic() - start)
+    best = summary.best
+    found = (
+        f"best lambda {best.lam:.4e}, validation accuracy {100 * (best.value or 0):.2f}% "
+        f"(trial #{best.number})"
+        if best is not None
+        else "no completed trial"
     )
-    print(f"export the best lambda: kmlp export --study {study.study_name} --storage {url}")
+    print(f"launch took {took}; study {study.study_name!r}: {found}")
+    artifacts = artifacts_location(url, args.artifacts) if args.artifacts else None
+    print("next:")
+    for command in next_commands(study.study_name, url, artifacts):
+        print(f"  {command}")
+    if has_password(url):
+        print("  (the storage password is left out: add it back, or use ~/.pgpass)")
     return 0
 
 
@@ -227,13 +262,16 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
     url = resolve_url(args.storage)
     study = load(args.study, storage=url)
     source = CifarSource.from_options(study.user_attrs.get("data", {}), data_dir=args.data)
-    stats = run_worker(
-        study_name=args.study,
-        storage_url=url,
-        data_source=source,
-        blas_threads=args.blas_threads,
-        **_hooks(args, url),
-    )
+    try:
+        stats = run_worker(
+            study_name=args.study,
+            storage_url=url,
+            data_source=source,
+            blas_threads=args.blas_threads,
+            **_hooks(args, url),
+        )
+    except KeyboardInterrupt:
+        return _interrupted(args)
     ran = sum(stats.trials.values())
     states = ", ".join(f"{v} {k.lower()}" for k, v in stats.trials.items()) or "none"
     print(f"worker done: {ran} trials ({states})")
@@ -242,14 +280,25 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
 
 def run_studies(args: argparse.Namespace) -> int:
     rdb = open_storage(args.storage, create=False)
-    print(format_study_rows(study_rows(rdb)))
+    summaries = storage_summaries(rdb)
+    if args.json:
+        studies = [s.to_dict() for s in summaries]
+        print_json({"storage": display_url(rdb.url), "studies": studies})
+    else:
+        print(format_studies(summaries))
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    study = load(args.study, storage=resolve_url(args.storage))
-    print(f"study {study.study_name} in {display_url(resolve_url(args.storage))}")
-    print(study_table(study))
+    url = resolve_url(args.storage)
+    rdb = open_storage(url, create=False)
+    name = args.study if args.study is not None else only_study_name(rdb)
+    summary = study_summary(load(name, storage=rdb))
+    if args.json:
+        print_json({"storage": display_url(url), **summary.to_dict()})
+    else:
+        print(f"study {summary.name} in {display_url(url)}")
+        print(format_summary(summary))
     return 0
 
 
@@ -259,6 +308,7 @@ def run_export(args: argparse.Namespace) -> int:
         f"wrote {args.output}: trial #{content['trial']} (stage {content['stage']}), "
         f"lambda {content['lambda']:.4e}, val accuracy {100 * content['val_accuracy']:.2f}%"
     )
+    print(f"next: {kmlp_command('retrain', args.output)}")
     return 0
 
 
@@ -270,20 +320,65 @@ def run_retrain(args: argparse.Namespace) -> int:
         save=args.save,
         storage_url=args.storage,
         blas_threads=args.blas_threads,
-        val_pool=None if args.val_size == SEARCH_VAL_POOL else args.val_size,
+        n_train=args.n_train,
+        val_size=args.val_size,
+        as_searched=args.as_searched,
         progress=sys.stderr.isatty() and not args.json,
     )
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print_json(result.to_dict())
     else:
+        where = (
+            f"recorded on study {result.export['study']!r}"
+            if result.recorded
+            else "not recorded on the study"
+        )
         print(
-            f"lambda {result.config.lam:.4e}, {result.config.cycles} cycles, "
+            f"lambda {result.config.lam:.4e}, {result.config.cycles} cycles on "
             f"{result.train_size} training images: validation accuracy "
-            f"{100 * result.val_accuracy:.2f}%, test accuracy {100 * result.test_accuracy:.2f}% "
-            f"({result.seconds:.1f} s)"
-            + ("" if result.recorded else " [not recorded on the study]")
+            f"{100 * result.val_accuracy:.2f}% ({result.val_size} images), test accuracy "
+            f"{100 * result.test_accuracy:.2f}% (10000 images); {result.seconds:.1f} s; {where}"
         )
     return 0
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    """Ctrl-C (or SIGTERM) during launch / worker: say how to continue; exit code 130."""
+    argv = getattr(args, "argv", None)
+    again = f"rerun {resume_command(argv)}" if argv is not None else "rerun the same command"
+    print(
+        "kmlp: interrupted; finished trials are kept and the running ones will run again. "
+        f"To continue, {again}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 130
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line ``argv`` as a copyable ``kmlp ...`` command, storage password left out."""
+    out = []
+    take_url = False
+    for arg in argv:
+        if take_url:
+            out.append(_no_password(arg))
+            take_url = False
+            continue
+        option, eq, value = arg.partition("=")
+        is_storage = option.startswith("--st") and "--storage".startswith(option)
+        if is_storage and eq:
+            out.append(f"{option}={_no_password(value)}")
+        else:
+            out.append(arg)
+            take_url = is_storage
+    return kmlp_command(*out)
+
+
+def _no_password(url: str) -> str:
+    try:
+        return portable_url(url) if has_password(url) else url
+    except StorageError:
+        return url
 
 
 def _quiet_optuna() -> None:
@@ -306,4 +401,4 @@ def _hooks(args: argparse.Namespace, url: str) -> dict[str, Any]:
         print(f"kmlp: warning: dashboard publishing off ({exc})", file=sys.stderr)
         return {}
     publisher = publisher_for(url, args.artifacts)  # a bad --artifacts fails now
-    return {"on_trial_end": publisher.on_trial_end, "on_stage_end": publisher.on_stage_end}
+    return publisher.hooks()
