@@ -245,7 +245,7 @@ def _upload_snapshot(
     study: optuna.Study, summary: StudySummary, artifact_store: ArtifactStore
 ) -> str:
     """Upload the search figure PNG once per (last stage, trials done); its artifact id."""
-    last_stage = summary.stages[-1].stage if summary.stages else 0
+    last_stage = max((s.stage for s in summary.stages if s.done), default=0)
     name = f"search-stage{last_stage}-{summary.trials_done}trials.png"
     existing = study._storage.get_study_system_attrs(study._study_id)
     for key, value in existing.items():

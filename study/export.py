@@ -179,7 +179,8 @@ def retrain(
         )
     print(
         f"kmlp retrain: trial #{export['trial']} of {export['study']}, lambda {config.lam:.4e}, "
-        f"{config.cycles} cycles on {len(data.train.y)} training images "
+        f"{config.cycles} cycle{'' if config.cycles == 1 else 's'} on {len(data.train.y)} "
+        "training images "
         f"({'as searched' if as_searched else 'full training set'}; validation "
         f"{len(data.val.y)}, test {len(data.test.y)})",
         file=err,

@@ -11,6 +11,7 @@ checked is still true when the trial exists: budgets are exact.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -152,40 +153,59 @@ def _work(
     clock = clock or progress.Clock.start(summary.trials_done)
     ran = 0
     waiting = False
-    while max_trials is None or ran < max_trials:
-        action, closed = _next_under_lock(study, rdb, search, out=out, prefix=prefix)
-        for s in closed:
-            stats.closed_stages.append(s)
-            if on_stage_end is not None:
-                _call_hook("on_stage_end", on_stage_end, study)
-        if isinstance(action, plan.Done):
-            break
-        if isinstance(action, plan.Wait):
-            if not waiting:
-                progress.waiting(action.stage, action.running, out=out, prefix=prefix)
-            waiting = True
-            time.sleep(poll)
-            continue
-        waiting = False
-        trial, stage_record = action
-        with Heartbeat(rdb, trial._trial_id, heartbeat.interval):
-            outcome = run_trial(
-                study=study,
-                trial=trial,
-                data=data,
-                base_config=base_config,
-                prune=search.prune,
-                on_trial_end=on_trial_end,
-                blas_threads=blas_threads,
+    claimed: list[optuna.Trial] = []  # the trial this worker created and has not yet told
+    try:
+        while max_trials is None or ran < max_trials:
+            claimed.clear()
+            action, closed = _next_under_lock(
+                study, rdb, search, claimed=claimed, out=out, prefix=prefix
             )
-        ran += 1
-        stats.trials[outcome.state.name] = stats.trials.get(outcome.state.name, 0) + 1
-        summary = study_summary(study)
-        progress.trial_done(
-            summary, stage_record.stage, trial.number, outcome, clock=clock, out=out, prefix=prefix
-        )
-        if on_trial_told is not None and outcome.trial is not None:
-            _call_hook("on_trial_told", on_trial_told, study, outcome.trial)
+            for s in closed:
+                stats.closed_stages.append(s)
+                if on_stage_end is not None:
+                    _call_hook("on_stage_end", on_stage_end, study)
+            if isinstance(action, plan.Done):
+                break
+            if isinstance(action, plan.Wait):
+                if not waiting:
+                    progress.waiting(action.stage, action.running, out=out, prefix=prefix)
+                waiting = True
+                time.sleep(poll)
+                continue
+            waiting = False
+            trial, stage_record = action
+            with Heartbeat(rdb, trial._trial_id, heartbeat.interval):
+                outcome = run_trial(
+                    study=study,
+                    trial=trial,
+                    data=data,
+                    base_config=base_config,
+                    prune=search.prune,
+                    on_trial_end=on_trial_end,
+                    blas_threads=blas_threads,
+                )
+            claimed.clear()  # told (or failed) by run_trial
+            ran += 1
+            stats.trials[outcome.state.name] = stats.trials.get(outcome.state.name, 0) + 1
+            summary = study_summary(study)
+            progress.trial_done(
+                summary,
+                stage_record.stage,
+                trial.number,
+                outcome,
+                clock=clock,
+                out=out,
+                prefix=prefix,
+            )
+            if on_trial_told is not None and outcome.trial is not None:
+                _call_hook("on_trial_told", on_trial_told, study, outcome.trial)
+    except BaseException:
+        # Interrupted between creating a trial and its objective (which fails it itself):
+        # fail it here so that its budget slot frees at once.
+        for trial in claimed:
+            with contextlib.suppress(Exception):
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        raise
     return stats
 
 
@@ -194,12 +214,14 @@ def _next_under_lock(
     rdb: optuna.storages.RDBStorage,
     search: SearchConfig,
     *,
+    claimed: list[optuna.Trial],
     out: TextIO,
     prefix: str,
 ) -> tuple[Any, list[int]]:
     """Apply plan actions under the lock until one is Claim, Wait or Done.
 
-    Returns (Done | Wait | (trial, stage record)), and the stages this call closed.
+    Returns (Done | Wait | (trial, stage record)), and the stages this call closed. A
+    created trial is appended to ``claimed`` at once (for the caller's interrupt handling).
     """
     closed: list[int] = []
     with storage_lock(rdb, name=study.study_name):
@@ -222,7 +244,7 @@ def _next_under_lock(
                 progress.stage_closed(_stage_summary(study, stages, infos), out=out, prefix=prefix)
             elif isinstance(action, plan.Claim):
                 record = stages[action.stage]
-                trial = _create_trial(study, rdb, action, record, search, infos)
+                trial = _create_trial(study, rdb, action, record, search, infos, claimed)
                 return (trial, record), closed
             else:
                 return action, closed
@@ -235,6 +257,7 @@ def _create_trial(
     record: StageRecord,
     search: SearchConfig,
     infos: list[TrialInfo],
+    claimed: list[optuna.Trial],
 ) -> optuna.Trial:
     """Create (or pop the queued retry of) a trial of the claimed stage; lock held."""
     s = action.stage
@@ -248,6 +271,7 @@ def _create_trial(
         elif not action.waiting:
             study.sampler = optuna.samplers.TPESampler(seed=_seed(search.seed, s, index))
         trial = study.ask()
+    claimed.append(trial)
     try:
         rdb.record_heartbeat(trial._trial_id)
         if "stage" not in trial.user_attrs:

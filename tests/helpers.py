@@ -16,11 +16,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pytest
 
 from kmlp.network import Dataset, Split, TrainConfig
@@ -97,20 +99,29 @@ def launch_published(
     *,
     name: str = STUDY,
     search: SearchConfig = DEMO_SEARCH,
-    on_trial_told: Any = None,
+    storage_url: str | None = None,
+    artifacts: str | None = None,
+    after_told: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> str:
     """A study launched with the library on synthetic data, published like ``kmlp launch``.
 
-    Storage ``folder/kmlp.db``; artifacts in the default ``folder/kmlp-artifacts``. The
-    hooks are the CLI's (``Publisher``), pickled as a worker process receives them.
-    ``on_trial_told`` replaces the publisher's (to observe it). Returns the storage URL.
+    Storage ``folder/kmlp.db`` unless ``storage_url``; artifacts in ``artifacts``, else the
+    default (``folder/kmlp-artifacts`` for that SQLite file). The hooks are the CLI's
+    (``Publisher``), pickled as a worker process receives them; ``after_told`` is called
+    after the publisher's ``on_trial_told`` (to observe it). Returns the storage URL.
     """
     from kmlp.dashboards.hooks import publisher_for
 
-    url = f"sqlite:///{folder / 'kmlp.db'}"
-    hooks = pickle.loads(pickle.dumps(publisher_for(url))).hooks()
-    if on_trial_told is not None:
-        hooks["on_trial_told"] = on_trial_told
+    url = storage_url or f"sqlite:///{folder / 'kmlp.db'}"
+    publisher = pickle.loads(pickle.dumps(publisher_for(url, artifacts)))
+    hooks = publisher.hooks()
+    if after_told is not None:
+
+        def told(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            publisher.on_trial_told(study, trial)
+            after_told(study, trial)
+
+        hooks["on_trial_told"] = told
     launch(
         study_name=name,
         storage_url=url,

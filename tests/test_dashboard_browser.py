@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_dashboard_publish import STUDY, shared_study
-from tests.test_dashboard_server import get_json, start_dashboard, stop
+from tests.helpers import STUDY, get_json, shared_study, start_dashboard, stop
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = (
@@ -75,7 +74,11 @@ def test_study_page_renders_the_search_figure(study_page: tuple[str, str], tmp_p
     assert f"λ search of {STUDY}: validation accuracy vs log10 λ" in dom
     assert "training curves of the best trial" in dom
     assert dom.count('class="main-svg"') >= 4
-    assert "stage 1 [-3.00, -1.00], 3/3 trials" in dom  # legend of the search figure
+    assert "stage 0 [-5.00, -1.00], 4/4 trials" in dom  # legend of the search figure
+    assert "3/3 trials" in dom
+    # the objective is named as kmlp names it (optuna-dashboard's history plot axis), not
+    # "Objective 0"; the search figure's own axis says "validation accuracy (%)"
+    assert ">validation accuracy<" in dom and "Objective 0" not in dom
 
 
 def test_study_page_screenshot(study_page: tuple[str, str], tmp_path: Path) -> None:

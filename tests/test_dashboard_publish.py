@@ -1,18 +1,17 @@
 """The hooks that put curves, the search figure and the note into a study; artifact locations.
 
-``build_study`` makes a small real study (SQLite file, real training on synthetic data, the
-hooks called as the study package calls them); the dashboard and report tests reuse it.
+The studies are launched with the library on synthetic data, with the hooks the CLI wires in
+(``tests.helpers.launch_published``); the dashboard and report tests read the same one.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import io
 import json
 import logging
-import pickle
+import shutil
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
@@ -33,79 +32,16 @@ from kmlp.dashboards.publish import (
     stored_figure_json,
 )
 from kmlp.dashboards.summary import HEADING
-from kmlp.network import TrainConfig, curve_data, train
-from kmlp.network.data import Dataset, Split
-
-STUDY = "demo"
-STAGES = (
-    {"low": -5.0, "high": 0.0, "n_trials": 4, "derived": "coarse range"},
-    {"low": -3.0, "high": -1.0, "n_trials": 3, "derived": "span of the top 2, widened"},
+from kmlp.study import launch, study_summary
+from tests.helpers import (
+    DEMO_CONFIG,
+    DEMO_SEARCH,
+    HEARTBEAT,
+    STUDY,
+    SyntheticSource,
+    launch_published,
+    shared_study,
 )
-
-
-def synthetic_data(*, seed: int = 0, n_train: int = 300, n_val: int = 200, d: int = 32) -> Dataset:
-    """Ten Gaussian classes in ``d`` dimensions (float32), a stand-in for CIFAR-10."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(10, d))
-
-    def split(n: int) -> Split:
-        y = rng.integers(0, 10, size=n)
-        x = (centres[y] + 1.2 * rng.normal(size=(n, d))).astype(np.float32)
-        return Split(X=x, y=y.astype(np.int64))
-
-    return Dataset(
-        train=split(n_train), val=split(n_val), test=split(n_val), fingerprint="synth", source="-"
-    )
-
-
-def build_study(folder: Path, *, name: str = STUDY) -> str:
-    """A 2-stage study in ``folder/kmlp.db``, trained and published like ``kmlp launch``.
-
-    Returns the storage URL; artifacts go to the default ``folder/kmlp-artifacts``.
-    """
-    url = f"sqlite:///{folder / 'kmlp.db'}"
-    study = optuna.create_study(
-        study_name=name,
-        storage=url,
-        direction="maximize",
-        sampler=optuna.samplers.RandomSampler(seed=1),
-    )
-    config = TrainConfig(hidden=(16,), cycles=1, n_s=15, batch_size=50)
-    study.set_user_attr("config", config.to_dict())
-    study.set_user_attr("stages", [dict(s) for s in STAGES])
-    # As a worker process receives them: pickled (multiprocessing spawn).
-    publisher = pickle.loads(pickle.dumps(publisher_for(url)))
-    on_trial_end, on_stage_end = publisher.on_trial_end, publisher.on_stage_end
-    data = synthetic_data()
-    for stage, info in enumerate(STAGES):
-        dist = optuna.distributions.FloatDistribution(info["low"], info["high"])
-        for _ in range(info["n_trials"]):
-            trial = study.ask({"log10_lambda": dist})
-            lam = 10.0 ** trial.params["log10_lambda"]
-
-            def report(point, trial=trial) -> None:
-                trial.report(point.val_accuracy, point.step)
-
-            result = train(data=data, config=dataclasses.replace(config, lam=lam), callback=report)
-            attrs = {"stage": stage, "lambda": lam, "val_accuracy": result.val_accuracy}
-            attrs |= {"train_accuracy": result.train_accuracy, "seconds": result.seconds}
-            for key, value in attrs.items():
-                trial.set_user_attr(key, value)
-            on_trial_end(study, trial, result)
-            study.tell(trial, result.val_accuracy)
-        on_stage_end(study)
-    return url
-
-
-_SHARED: dict[str, tuple[str, Path]] = {}
-
-
-def shared_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """(storage URL, folder) of one :func:`build_study` per test session; tests only read it."""
-    if "study" not in _SHARED:
-        folder = tmp_path_factory.mktemp("shared-study")
-        _SHARED["study"] = (build_study(folder), folder)
-    return _SHARED["study"]
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +49,18 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     return shared_study(tmp_path_factory)
 
 
+def note_of(study: optuna.Study) -> str:
+    from optuna_dashboard import get_note
+
+    return get_note(study)
+
+
 def test_each_trial_has_curves_as_image_and_data(built: tuple[str, Path]) -> None:
     url, folder = built
     study = optuna.load_study(study_name=STUDY, storage=url)
     store = FileSystemArtifactStore(folder / "kmlp-artifacts")
     trials = study.get_trials()
-    assert len(trials) == sum(s["n_trials"] for s in STAGES)
+    assert len(trials) == sum(DEMO_SEARCH.trials)
     for trial in trials:
         metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=study._storage)}
         png, csv = f"trial-{trial.number}-curves.png", f"trial-{trial.number}-curves.csv"
@@ -148,62 +90,91 @@ def test_each_trial_has_curves_as_image_and_data(built: tuple[str, Path]) -> Non
 def test_study_carries_search_figure_curves_snapshots_and_note(built: tuple[str, Path]) -> None:
     url, _ = built
     study = optuna.load_study(study_name=STUDY, storage=url)
+    summary = study_summary(study)
     search = json.loads(stored_figure_json(study, SEARCH_FIGURE_ID) or "null")
     assert search["layout"]["title"]["text"].startswith("λ search of demo")
     names = [t["name"] for t in search["data"]]
-    assert names[0].startswith("stage 0 [-5.00, 0.00], 4/4") and names[-1].startswith("best:")
+    assert names[0].startswith("stage 0 [-5.00, -1.00], 4/4") and names[-1].startswith("best:")
     curves = json.loads(stored_figure_json(study, CURVES_FIGURE_ID) or "null")
-    assert str(study.best_trial.number) in curves["layout"]["title"]["text"]
+    assert f"({study.best_trial.number})" in curves["layout"]["title"]["text"]
+    # one snapshot per stage end (the launch's own end adds none: nothing changed)
     snapshots = sorted(m.filename for m in get_all_artifact_meta(study))
     assert snapshots == ["search-stage0-4trials.png", "search-stage1-7trials.png"]
-    from optuna_dashboard import get_note
-
-    note = get_note(study)
+    note = note_of(study)
     best = study.best_trial
     assert note.startswith(f"{HEADING}: demo")
-    assert f"λ = {10 ** best.params['log10_lambda']:.4g}" in note
+    assert f"**Best: λ = {10 ** best.params['log10_lambda']:.4g}" in note
+    assert "Best so far" not in note
     assert f"kmlp export --study demo --storage {url} -o best.json" in note
-    assert "span of the top 2, widened" in note
-    snapshot = next(m for m in get_all_artifact_meta(study) if "stage1" in m.filename)
-    assert f"![search figure](/artifacts/{study._study_id}/{snapshot.artifact_id})" in note
+    # how each range was chosen, as the study recorded it
+    records = study.user_attrs["stages"]
+    assert "- stage 0: the search's coarse range, [-5, -1] as configured" in note
+    top = ", ".join(f"#{n}" for n in records[1]["top_k_trials"])
+    assert f"- stage 1: {summary.stages[1].how}" in note and f"({top})" in note
+    assert "widened by" in note or "too wide" in note
 
 
-def test_publishing_again_is_idempotent_and_keeps_a_hand_written_note(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'k.db'}"
-    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
-    dist = {"log10_lambda": optuna.distributions.FloatDistribution(-4, -1)}
-    for x, v in ((-3.0, 0.4), (-2.0, 0.5)):
-        study.add_trial(
-            optuna.trial.create_trial(params={"log10_lambda": x}, distributions=dist, value=v)
-        )
+def test_figure_and_note_refresh_after_every_trial(tmp_path: Path) -> None:
+    """Mid-run the page shows every finished trial, not the state of the last stage end."""
+    seen: list[tuple[int, int, int, str]] = []
+
+    def observe(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        figure = json.loads(stored_figure_json(study, SEARCH_FIGURE_ID) or "null")
+        points = sum(len(t["x"]) for t in figure["data"] if t["name"].startswith("stage"))
+        done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+        seen.append((trial.number, points, done, note_of(study)))
+
+    url = launch_published(tmp_path, name="live", after_told=observe)
+    assert [n for n, *_ in seen] == list(range(sum(DEMO_SEARCH.trials)))
+    for number, points, done, note in seen:
+        assert points == done == number + 1  # no pruning: every trial is a point
+        assert f"{done}/7 trials" in note and "Best so far" in note
+    # once the last stage is closed the note no longer says "so far"
+    final = note_of(optuna.load_study(study_name="live", storage=url))
+    assert "**Best: λ" in final and "Best so far" not in final and ": finished." in final
+
+
+def test_publishing_again_is_idempotent_and_keeps_a_hand_written_note(
+    built: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, folder = built
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    url = f"sqlite:///{copy / 'kmlp.db'}"
+    study = optuna.load_study(study_name=STUDY, storage=url)
     store = artifact_store_for(url)
+    before = sorted(m.filename for m in get_all_artifact_meta(study))
+    figure = stored_figure_json(study, SEARCH_FIGURE_ID)
     publish_search(study, artifact_store=store)
     publish_search(study, artifact_store=store)
-    assert [m.filename for m in get_all_artifact_meta(study)] == ["search-stage0-2trials.png"]
-    first = json.loads(stored_figure_json(study, SEARCH_FIGURE_ID) or "null")
-    assert first["layout"]["title"]["text"] == "λ search of s: validation accuracy vs log10 λ"
-    from optuna_dashboard import get_note, save_note
+    assert sorted(m.filename for m in get_all_artifact_meta(study)) == before
+    assert stored_figure_json(study, SEARCH_FIGURE_ID) == figure
+    from optuna_dashboard import save_note
 
     save_note(study, "my own notes")
     publish_search(study, artifact_store=store)
-    assert get_note(study) == "my own notes"
+    assert note_of(study) == "my own notes"
 
 
 def test_hooks_never_fail_a_trial(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     url = f"sqlite:///{tmp_path / 'k.db'}"
-    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
     missing = FileSystemArtifactStore(tmp_path / "gone")  # folder never created: writes fail
-    on_trial_end, on_stage_end = make_hooks(missing)
-    trial = study.ask({"log10_lambda": optuna.distributions.FloatDistribution(-4, -1)})
-    config = TrainConfig(hidden=(8,), cycles=1, n_s=5, batch_size=50)
-    result = train(data=synthetic_data(n_train=100, n_val=50), config=config)
     with caplog.at_level(logging.WARNING):
-        on_trial_end(study, trial, result)
+        study = launch(
+            study_name="s",
+            storage_url=url,
+            train_config=DEMO_CONFIG,
+            search=DEMO_SEARCH,
+            data=SyntheticSource(n_train=100, n_val=50)(),
+            heartbeat=HEARTBEAT,
+            out=io.StringIO(),
+            **make_hooks(missing)._asdict(),
+        )
     assert "could not upload curves of trial 0" in caplog.text
-    study.tell(trial, result.val_accuracy)
-    assert len(curve_data(result.history)["step"]) == len(result.history)
-    on_stage_end(study)  # no artifacts possible, but the figure and note still go in
+    assert len(study.get_trials()) == 7 and study_summary(study).finished
+    # no artifacts possible, but the figure and note still go in
     assert stored_figure_json(study, SEARCH_FIGURE_ID) is not None
+    assert note_of(study).startswith(HEADING)
 
 
 def test_artifact_location_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,13 +5,9 @@ Also bad input: a port in use, an unreachable storage (one line, exit 2, no trac
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import select
 import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,85 +15,22 @@ from pathlib import Path
 import pytest
 
 from kmlp.dashboards.publish import CURVES_FIGURE_ID, SEARCH_FIGURE_ID
-from tests.test_dashboard_publish import STAGES, STUDY, shared_study
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def cli_env() -> dict[str, str]:
-    """Environment for ``python -m kmlp`` from the repository, free of the user's kmlp settings."""
-    env = {k: v for k, v in os.environ.items() if k not in ("KMLP_STORAGE", "KMLP_ARTIFACTS")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
-def run_cli(
-    *args: str, timeout: float = 60, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m kmlp ARGS`` to completion (``env``: extra variables)."""
-    return subprocess.run(
-        [sys.executable, "-m", "kmlp", *args],
-        cwd=REPO,
-        env=cli_env() | (env or {}),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from kmlp.study.record import METRIC_NAME
+from tests.helpers import (
+    DEMO_SEARCH,
+    PG_URL,
+    STUDY,
+    get_json,
+    kmlp,
+    launch_published,
+    shared_study,
+    start_dashboard,
+    stop,
+)
 
 
-def start_dashboard(storage_url: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    """Start ``kmlp dashboard --port 0`` and return (process, base URL) once it answers."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kmlp",
-            "dashboard",
-            "--storage",
-            storage_url,
-            "--port",
-            "0",
-            *extra,
-        ],
-        cwd=REPO,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    ready, _, _ = select.select([proc.stdout], [], [], 60)
-    line = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
-    if "http://" not in line:
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise AssertionError(f"dashboard did not start: {line!r} {err!r}")
-    base = line.split("http://", 1)[1].split("/dashboard/", 1)[0]
-    base_url = f"http://{base}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base_url}/api/meta", timeout=5) as resp:
-                if resp.status == 200:
-                    return proc, base_url
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        return json.loads(resp.read())
+def run_cli(*args: str, timeout: float = 60):
+    return kmlp(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +52,8 @@ def test_api_shows_study_trials_intermediate_values_artifacts_and_figure(
     assert {"config", "stages"} <= attrs
     detail = get_json(f"{base}/api/studies/{summary['study_id']}")
     trials = detail["trials"]
-    assert len(trials) == sum(s["n_trials"] for s in STAGES)
+    assert len(trials) == sum(DEMO_SEARCH.trials)
+    assert detail["objective_names"] == [METRIC_NAME]  # not "Objective 0"
     for trial in trials:
         assert len(trial["intermediate_values"]) >= 10  # one per checkpoint (10 per cycle)
         names = sorted(a["filename"] for a in trial["artifacts"])
@@ -146,6 +80,7 @@ def test_api_shows_study_trials_intermediate_values_artifacts_and_figure(
         "search-stage1-7trials.png",
     ]
     assert "kmlp export --study demo" in detail["note"]["body"]
+    assert "How each range was chosen:" in detail["note"]["body"]
 
 
 def test_port_in_use_is_one_line_exit_2(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -229,35 +164,31 @@ def test_workers_writing_beside_the_dashboard_never_fail(tmp_path: Path) -> None
 
 
 def test_dashboard_on_postgresql(tmp_path: Path) -> None:
-    url = os.environ.get("KMLP_TEST_POSTGRES_URL")
-    if not url:
+    if not PG_URL:
         pytest.skip("set KMLP_TEST_POSTGRES_URL to a PostgreSQL database (.ci/run does)")
     import uuid
 
     import optuna
 
-    from kmlp.dashboards.artifacts import artifact_store_for
-    from kmlp.dashboards.publish import publish_search
-    from kmlp.storage import open_storage
-
     name = f"kmlp-dashboard-test-{uuid.uuid4().hex[:8]}"
-    storage = open_storage(url)
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    artifacts = tmp_path / "shared-artifacts"
     try:
-        dist = {"log10_lambda": optuna.distributions.FloatDistribution(-4, -1)}
-        for x, v in ((-3.0, 0.4), (-2.0, 0.5)):
-            study.add_trial(
-                optuna.trial.create_trial(params={"log10_lambda": x}, distributions=dist, value=v)
-            )
-        artifacts = tmp_path / "shared-artifacts"
-        publish_search(study, artifact_store=artifact_store_for(url, str(artifacts)))
-        proc, base = start_dashboard(url, "--artifacts", str(artifacts))
+        launch_published(tmp_path, name=name, storage_url=PG_URL, artifacts=str(artifacts))
+        study = optuna.load_study(study_name=name, storage=PG_URL)
+        proc, base = start_dashboard(PG_URL, "--artifacts", str(artifacts))
         try:
             detail = get_json(f"{base}/api/studies/{study._study_id}")
         finally:
             stop(proc)
-        assert [g["id"] for g in detail["plotly_graph_objects"]] == [SEARCH_FIGURE_ID]
-        assert [a["filename"] for a in detail["artifacts"]] == ["search-stage0-2trials.png"]
-        assert len(detail["trials"]) == 2
+        assert {g["id"] for g in detail["plotly_graph_objects"]} == {
+            SEARCH_FIGURE_ID,
+            CURVES_FIGURE_ID,
+        }
+        assert sorted(a["filename"] for a in detail["artifacts"]) == [
+            "search-stage0-4trials.png",
+            "search-stage1-7trials.png",
+        ]
+        assert len(detail["trials"]) == 7 and detail["objective_names"] == [METRIC_NAME]
     finally:
-        optuna.delete_study(study_name=name, storage=storage)
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=PG_URL)

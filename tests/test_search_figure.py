@@ -1,112 +1,62 @@
-"""The search figure's data (computed once), its two drawings, and the markdown summary."""
+"""The search figure draws the study's summary: the data is the summary, tests check it.
+
+The study is launched with the library (synthetic data, 2 stages); the figure's traces,
+bands and best star must be the summary's points, ranges and best trial.
+"""
 
 from __future__ import annotations
 
-import math
+import io
 from pathlib import Path
 
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution
-from optuna.trial import TrialState, create_trial
 
-from kmlp.dashboards.search_data import search_figure_data, search_figure_data_for
 from kmlp.dashboards.search_plot import search_matplotlib, search_plotly, stage_colour
-from kmlp.dashboards.summary import export_command, is_kmlp_note, summary_markdown
-
-STAGES = [
-    {"low": -5.0, "high": -1.0, "n_trials": 4, "derived": "coarse"},
-    {"low": -3.0, "high": -2.0, "n_trials": 3, "derived": "top-2 span"},
-]
-# (stage, log10 λ, validation accuracy or None, state)
-ROWS = [
-    (0, -4.5, 0.40, TrialState.COMPLETE),
-    (0, -2.5, 0.52, TrialState.COMPLETE),
-    (0, -1.5, 0.47, TrialState.COMPLETE),
-    (0, -2.2, None, TrialState.PRUNED),
-    (1, -2.6, 0.55, TrialState.COMPLETE),
-    (1, -2.1, 0.55, TrialState.COMPLETE),  # ties with the one before: the earlier trial wins
-    (1, -2.4, None, TrialState.FAIL),
-]
+from kmlp.dashboards.summary import is_kmlp_note, summary_markdown
+from kmlp.network import TrainConfig
+from kmlp.study import SearchConfig, StudySummary, launch, study_summary
+from kmlp.study.commands import export_command
+from tests.helpers import HEARTBEAT, SyntheticSource
 
 
-def make_trials() -> list[optuna.trial.FrozenTrial]:
-    dist = {"log10_lambda": FloatDistribution(-5.0, -1.0)}
-    trials = []
-    for number, (stage, x, value, state) in enumerate(ROWS):
-        trial = create_trial(
-            params={"log10_lambda": x},
-            distributions=dist,
-            value=value,
-            state=state,
-            user_attrs={"stage": stage, "lambda": 10.0**x},
-            intermediate_values={10: 0.3} if state == TrialState.PRUNED else None,
-        )
-        trial.number = number
-        trials.append(trial)
-    return trials
-
-
-def test_points_ranges_and_best_per_stage() -> None:
-    data = search_figure_data(study_name="s", trials=make_trials(), stages=STAGES)
-    s0, s1 = data.stages
-    assert (s0.low, s0.high, s0.n_trials) == (-5.0, -1.0, 4)
-    assert (s1.low, s1.high, s1.n_trials) == (-3.0, -2.0, 3)
-    assert s0.trial_numbers == (0, 1, 2) and s0.log10_lambda == (-4.5, -2.5, -1.5)
-    assert s0.val_accuracy == (0.40, 0.52, 0.47)
-    assert (s0.n_pruned, s0.n_failed, s1.n_pruned, s1.n_failed) == (1, 0, 0, 1)
-    assert s1.trial_numbers == (4, 5)
-    assert s0.best_index == 1 and s1.best_index == 0
-    best = data.best
-    assert best is not None
-    assert (best.trial_number, best.stage, best.index) == (4, 1, 0)
-    assert best.lam == pytest.approx(10**-2.6) and best.val_accuracy == 0.55
-    assert data.n_complete == 5
-
-
-def test_missing_stage_records_and_lambda_only_trials() -> None:
-    # A trial without the parameter (e.g. enqueued by hand) is placed by its lambda attr; a stage
-    # not in the ``stages`` attribute still gets a series, with an unknown range.
-    trial = create_trial(value=0.5, user_attrs={"stage": 2, "lambda": 1e-3})
-    trial.number = 0
-    data = search_figure_data(study_name="s", trials=[trial], stages=None)
-    assert [s.stage for s in data.stages] == [0, 1, 2]
-    assert data.stages[2].log10_lambda == pytest.approx((-3.0,))
-    assert data.stages[2].low is None and data.stages[0].trial_numbers == ()
-    assert data.best is not None and data.best.stage == 2
-    empty = search_figure_data(study_name="s", trials=[], stages=STAGES)
-    assert empty.best is None and [len(s.trial_numbers) for s in empty.stages] == [0, 0]
-
-
-def test_data_from_a_stored_study(tmp_path: Path) -> None:
-    study = optuna.create_study(
-        study_name="stored", storage=f"sqlite:///{tmp_path / 'k.db'}", direction="maximize"
+@pytest.fixture(scope="module")
+def summary(tmp_path_factory: pytest.TempPathFactory) -> StudySummary:
+    folder = tmp_path_factory.mktemp("figure")
+    study = launch(
+        study_name="fig",
+        storage_url=f"sqlite:///{folder / 'k.db'}",
+        train_config=TrainConfig(hidden=(10,), n_s=10, cycles=2, checkpoints_per_cycle=4),
+        search=SearchConfig(stages=2, trials=(6, 4), top_k=2, prune_startup=2),
+        data=SyntheticSource()(),
+        heartbeat=HEARTBEAT,
+        out=io.StringIO(),
     )
-    study.set_user_attr("stages", STAGES)
-    study.add_trials(make_trials())
-    data = search_figure_data_for(study)
-    assert data.study_name == "stored"
-    assert [len(s.trial_numbers) for s in data.stages] == [3, 2]
-    assert data.best is not None and data.best.trial_number == study.best_trial.number
+    return study_summary(study)
 
 
-def test_plotly_drawing_follows_the_data() -> None:
-    data = search_figure_data(study_name="s", trials=make_trials(), stages=STAGES)
-    fig = search_plotly(data)
+def test_plotly_drawing_follows_the_summary(summary: StudySummary) -> None:
+    fig = search_plotly(summary)
     stage_traces = [t for t in fig.data if t.name.startswith("stage")]
-    assert [len(t.x) for t in stage_traces] == [3, 2]
+    assert [len(t.x) for t in stage_traces] == [len(s.points) for s in summary.stages]
     assert [t.marker.color for t in stage_traces] == [stage_colour(0), stage_colour(1)]
-    assert list(stage_traces[1].y) == pytest.approx([55.0, 55.0])  # percent
+    for trace, stage in zip(stage_traces, summary.stages, strict=True):
+        assert list(trace.x) == [p.log10_lambda for p in stage.points]
+        assert list(trace.y) == pytest.approx([100 * (p.value or 0) for p in stage.points])
+        assert trace.name == (
+            f"stage {stage.stage} [{stage.low:.2f}, {stage.high:.2f}], "
+            f"{stage.done}/{stage.budget} trials"
+        )
     (best,) = [t for t in fig.data if t.name.startswith("best")]
-    assert best.marker.symbol == "star" and list(best.x) == [-2.6]
+    assert summary.best is not None
+    assert best.marker.symbol == "star" and list(best.x) == [summary.best.log10_lambda]
     bands = [s for s in fig.layout.shapes if s.type == "rect"]
-    assert sorted((b.x0, b.x1) for b in bands) == [(-5.0, -1.0), (-3.0, -2.0)]
-    assert fig.layout.title.text == "λ search of s: validation accuracy vs log10 λ"
+    assert sorted((b.x0, b.x1) for b in bands) == sorted((s.low, s.high) for s in summary.stages)
+    assert fig.layout.title.text == "λ search of fig: validation accuracy vs log10 λ"
 
 
-def test_matplotlib_drawing_writes_a_png(tmp_path: Path) -> None:
-    data = search_figure_data(study_name="s", trials=make_trials(), stages=STAGES)
-    path = search_matplotlib(data, tmp_path / "search.png")
+def test_matplotlib_drawing_writes_a_png(summary: StudySummary, tmp_path: Path) -> None:
+    path = search_matplotlib(summary, tmp_path / "search.png")
     import matplotlib.image
 
     pixels = matplotlib.image.imread(path)
@@ -114,18 +64,29 @@ def test_matplotlib_drawing_writes_a_png(tmp_path: Path) -> None:
     assert pixels[..., :3].std() > 0.05  # something drawn
 
 
-def test_summary_markdown_names_stages_best_and_export_command() -> None:
-    data = search_figure_data(study_name="my study", trials=make_trials(), stages=STAGES)
-    url = "postgresql+psycopg2://kmlp:hunter2@db.example:5432/kmlp"
-    text = summary_markdown(data, storage_url=url, stages=STAGES, config={"hidden": [50, 50]})
-    assert "λ = 0.002512 (log10 λ = -2.600), validation accuracy **55.00 %**" in text
-    assert "| 0 | [-5.000, -1.000] | 4 | 3 | 1 | 0 | 0.003162 | 52.00 % |" in text
-    assert "| 1 | [-3.000, -2.000] | 3 | 2 | 0 | 1 | 0.002512 | 55.00 % |" in text
-    assert "- stage 1: top-2 span" in text
-    assert "hunter2" not in text
+def test_summary_markdown_names_stages_how_best_and_export_command(summary) -> None:
+    url = "postgresql://kmlp:hunter2@db.example:5432/kmlp"
+    text = summary_markdown(summary, storage_url=url)
+    best = summary.best
+    assert best is not None
+    assert f"Best: λ = {best.lam:.4g} (log10 λ = {best.log10_lambda:.3f})" in text
+    assert "Best so far" not in text  # the study has ended
+    for s in summary.stages:
+        assert f"| {s.stage} | [{s.low:.3f}, {s.high:.3f}] | {s.done}/{s.budget} |" in text
+        assert f"- stage {s.stage}: {s.how}" in text
+    assert "hunter2" not in text and "password is left out" in text
     cmd = export_command("my study", url)
     assert cmd == (
-        "kmlp export --study 'my study' --storage postgresql+psycopg2://kmlp@db.example:5432/kmlp"
+        "kmlp export --study 'my study' --storage postgresql://kmlp@db.example:5432/kmlp "
+        "-o best.json"
     )
-    assert cmd in text and is_kmlp_note(text) and not is_kmlp_note("mine")
-    assert math.isclose(data.best.lam, 10**-2.6)  # type: ignore[union-attr]
+    assert export_command("fig", url) in text
+    assert is_kmlp_note(text) and not is_kmlp_note("mine")
+
+
+def test_a_study_with_no_trial_draws_empty(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="empty", storage=f"sqlite:///{tmp_path / 'e.db'}")
+    empty = study_summary(study)
+    fig = search_plotly(empty)
+    assert [t for t in fig.data] == [] and empty.best is None
+    assert "No completed trial yet." in summary_markdown(empty, storage_url=None)

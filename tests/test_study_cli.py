@@ -19,47 +19,36 @@ from kmlp.network import TrainConfig
 from kmlp.storage import open_storage
 from kmlp.study import SearchConfig
 from kmlp.study.launch import prepare_study
+from tests.helpers import DATA, PG_URL, SMALL, kmlp, launch_real
 
-DATA = os.environ.get("KMLP_DATA")
-ROOT = Path(__file__).resolve().parents[1]
 OPTUNA = Path(sys.executable).with_name("optuna")
 needs_data = pytest.mark.skipif(not DATA, reason="set KMLP_DATA to the CIFAR-10 folder")
-PG_URL = os.environ.get("KMLP_TEST_POSTGRES_URL")
-
-SMALL = [
-    "--n-train", "1000", "--n-val", "300", "--hidden", "10", "--cycles", "1", "--n-s", "50",
-]  # fmt: skip
-
-
-def kmlp(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "kmlp", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+LAUNCH = ["--stages", "2", "--trials", "3", "--top-k", "2", "--workers", "2"]
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[Path, str]:
     """A small finished study on real data (2 stages x 3 trials, 2 workers), published for
     dashboards."""
-    if not DATA:
-        pytest.skip("set KMLP_DATA to the CIFAR-10 folder")
     folder = tmp_path_factory.mktemp("cli")
-    url = f"sqlite:///{folder / 'k.db'}"
-    done = kmlp(
-        "launch", "--study", "cli", "--storage", url, "--data", DATA, *SMALL,
-        "--stages", "2", "--trials", "3", "--top-k", "2", "--workers", "2",
-        cwd=folder,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
+    url, done = launch_real(folder, "cli")
     lines = done.stdout.splitlines()
-    assert (
-        sum(bool(re.search(r"stage \d trial #\d+ \(\d/3\): lambda", line)) for line in lines) == 6
-    )
+    trial_lines = [line for line in lines if re.search(r"stage \d trial #\d+ \(\d/3\)", line)]
+    assert len(trial_lines) == 6
+    # every trial line ends with the whole study's progress, elapsed time and ETA
+    assert all(re.search(r"\| \d/6 trials, \d+ s elapsed", line) for line in trial_lines)
+    assert any(re.search(r"ETA \d+ s$", line) for line in trial_lines)
     assert any(re.match(r"\[w\d\] stage 1: log10 lambda in \[", line) for line in lines)
-    assert any("best:" in line for line in lines)
+    assert any(line.startswith("best: trial #") for line in lines)
+    assert "a dead worker" not in done.stdout  # the end-of-stage wait reads as normal
+    # the launch ends with its time and the next commands, quoted, with the storage URL
+    assert re.search(r"^launch took \d+ (s|min)", done.stdout, re.M)
+    nexts = lines[lines.index("next:") + 1 :]
+    assert nexts == [
+        f"  kmlp dashboard --storage {url}",
+        f"  kmlp export --study cli --storage {url} -o best.json",
+        f"  kmlp report --study cli --storage {url} --out report-cli",
+    ]
     # the dashboards' hooks ran in both worker processes: curves stored as artifacts
     assert len(list((folder / "k-artifacts").iterdir())) >= 6
     return folder, url
@@ -73,9 +62,56 @@ def test_show_and_studies(finished):
     rows = [line.split() for line in shown.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [r[0] for r in rows] == ["0", "1"]
     assert all(r[4] == "3/3" for r in rows)
+    assert "how each range was chosen:" in shown.stdout
+    assert "progress: 6/6 trials, 2/2 stages: finished" in shown.stdout
+    # the storage holds one study: --study is not needed
+    alone = kmlp("show", "--storage", url, cwd=folder)
+    assert alone.returncode == 0 and alone.stdout == shown.stdout
     listed = kmlp("studies", "--storage", url, cwd=folder)
     assert listed.returncode == 0
-    assert any(line.split()[:2] == ["cli", "6"] for line in listed.stdout.splitlines())
+    assert any(line.split()[:3] == ["cli", "6/6", "2/2"] for line in listed.stdout.splitlines())
+
+
+@needs_data
+def test_show_and_studies_json(finished):
+    folder, url = finished
+    study = optuna.load_study(study_name="cli", storage=url)
+    shown = kmlp("show", "--storage", url, "--json", cwd=folder)
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert doc["study"] == "cli" and doc["finished"] is True
+    assert doc["best_lambda"] == pytest.approx(10 ** study.best_trial.params["log10_lambda"])
+    assert doc["best"]["trial"] == study.best_trial.number
+    assert [s["stage"] for s in doc["stages"]] == [0, 1]
+    assert [s["record"] for s in doc["stages"]] == study.user_attrs["stages"]
+    assert all(s["how"] and s["done"] == 3 for s in doc["stages"])
+    listed = kmlp("studies", "--storage", url, "--json", cwd=folder)
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = json.loads(listed.stdout)["studies"]
+    assert entry["stages"] == doc["stages"] and entry["best_lambda"] == doc["best_lambda"]
+
+
+@needs_data
+def test_rerunning_a_finished_study_says_so_at_once(finished):
+    folder, url = finished
+    before = [
+        (t.number, t.state, t.value)
+        for t in optuna.load_study(study_name="cli", storage=url).trials
+    ]
+    # --data points nowhere: the answer comes before any data is loaded
+    again = kmlp(
+        "launch", "--study", "cli", "--storage", url, "--data", str(folder / "nowhere"),
+        *SMALL, *LAUNCH, cwd=folder,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("study 'cli' is already finished (6 trials in 2 stages)")
+    assert "next:" in again.stdout and "Traceback" not in again.stderr
+    assert [
+        (t.number, t.state, t.value)
+        for t in optuna.load_study(study_name="cli", storage=url).trials
+    ] == before
+    worker = kmlp("worker", "--study", "cli", "--storage", url, "--data", "/nowhere", cwd=folder)
+    assert worker.returncode == 0 and "is finished; nothing to run" in worker.stdout
 
 
 @needs_data
@@ -112,28 +148,42 @@ def test_export_then_retrain_records_on_the_study(finished):
     assert document["data"]["fingerprint"] and document["versions"]["optuna"] == optuna.__version__
     assert TrainConfig.from_dict(document["config"]).hidden == (10,)
 
+    # --as-searched: the study's own data, config, seed and BLAS threads: same accuracy
     model = folder / "model.npz"
     retrained = kmlp(
         "retrain", str(out), "--cycles", "1", "--json", "--data", DATA, "--save", str(model),
-        "--val-size", "5000", cwd=folder,
+        "--as-searched", cwd=folder,
     )  # fmt: skip
     assert retrained.returncode == 0, retrained.stderr
     result = json.loads(retrained.stdout)
     assert 0.15 < result["test_accuracy"] <= 1 and result["recorded_on_study"] is True
-    # same data, config, seed and BLAS threads (1 per worker) as the trial: same accuracy
     assert document["blas_threads"] == result["blas_threads"] == 1
     assert result["val_accuracy"] == pytest.approx(document["val_accuracy"])
+    assert result["train_size"] == document["data"]["train_size"] == 1000
     assert model.exists()
     study = optuna.load_study(study_name="cli", storage=url)
     assert study.user_attrs["retrain"][-1]["test_accuracy"] == result["test_accuracy"]
 
-    # by default the method's final step: 1000 validation images, the rest for training
-    final = kmlp("retrain", str(out), "--cycles", "1", "--json", "--data", DATA, cwd=folder)
+    # by default the method's final step on the full training set, whatever the study used:
+    # 1000 validation images, the other 49000 for training (said before it starts)
+    final = kmlp("retrain", str(out), "--cycles", "1", "--data", DATA, cwd=folder)
     assert final.returncode == 0, final.stderr
-    final_result = json.loads(final.stdout)
-    assert final_result["val_size"] == 1000 and result["val_size"] == document["data"]["val_size"]
-    assert final_result["train_size"] == result["train_size"]  # the study's n_train subset
-    assert "differs" not in final.stderr
+    assert "1 cycle on 49000 training images (full training set; validation 1000" in final.stderr
+    assert re.search(
+        r"on 49000 training images: validation accuracy [\d.]+% \(1000 images\)", final.stdout
+    )
+    assert "recorded on study 'cli'" in final.stdout and "differs" not in final.stderr
+    fewer = kmlp("retrain", str(out), "--n-train", "3000", "--json", "--data", DATA, cwd=folder)
+    assert fewer.returncode == 0, fewer.stderr
+    fewer_result = json.loads(fewer.stdout)
+    assert (fewer_result["train_size"], fewer_result["val_size"]) == (3000, 1000)
+    # show (text and JSON) report the retrained test accuracy of the best trial
+    shown = kmlp("show", "--storage", url, cwd=folder)
+    assert f"test accuracy {100 * fewer_result['test_accuracy']:.2f}%" in shown.stdout
+    assert "on 49000 training images" in shown.stdout
+    doc = json.loads(kmlp("show", "--storage", url, "--json", cwd=folder).stdout)
+    assert doc["test_accuracy"] == fewer_result["test_accuracy"]
+    assert [r["train_size"] for r in doc["retrain"]][-3:] == [1000, 49000, 3000]
 
 
 @needs_data
@@ -145,9 +195,12 @@ def test_retrain_without_reachable_storage_still_reports(finished, tmp_path):
         == 0
     )
     document = json.loads(out.read_text())
-    document["storage"] = "postgresql+psycopg2://nobody@127.0.0.1:1/gone"
+    document["storage"] = "postgresql://nobody@127.0.0.1:1/gone"
     out.write_text(json.dumps(document))
-    retrained = kmlp("retrain", str(out), "--cycles", "1", "--json", "--data", DATA, cwd=tmp_path)
+    retrained = kmlp(
+        "retrain", str(out), "--cycles", "1", "--json", "--data", DATA, "--n-train", "2000",
+        cwd=tmp_path,
+    )  # fmt: skip
     assert retrained.returncode == 0, retrained.stderr
     assert json.loads(retrained.stdout)["recorded_on_study"] is False
     assert "not recorded" in retrained.stderr
@@ -201,6 +254,8 @@ BAD = [
     (["studies", "--storage", "sqlite:////no/such/dir/k.db"], "does not exist"),
     (["retrain", "{tmp}/not-export.json"], "is not a kmlp export"),
     (["retrain", "{tmp}/missing.json"], "no such export file"),
+    (["retrain", "{tmp}/x.json", "--as-searched", "--n-train", "5"], "drop --n-train"),
+    (["retrain", "{tmp}/x.json", "--n-train", "0"], "must be >= 1"),
 ]
 
 
@@ -220,6 +275,38 @@ def test_bad_input_is_one_line_exit_2(argv, message, db, tmp_path, capsys, monke
     assert len(err) == 1 and "error:" in err[0] and message in err[0], err
     assert optuna.load_study(study_name="empty", storage=db).user_attrs == before
     assert not (tmp_path / "kmlp.db").exists()  # nothing created by a failed command
+
+
+def test_show_without_study_needs_exactly_one(db, tmp_path, capsys):
+    assert main(["show", "--storage", db, "--json"]) == 0  # the one study, "empty"
+    assert json.loads(capsys.readouterr().out)["study"] == "empty"
+    prepare_study(
+        study_name="other",
+        rdb=open_storage(db),
+        train_config=TrainConfig(),
+        search=SearchConfig(),
+        data={"fingerprint": "x"},
+    )
+    assert main(["show", "--storage", db]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"kmlp: error: {db} holds 2 studies (empty, other): choose one with --study"]
+    none = f"sqlite:///{tmp_path / 'none.db'}"
+    open_storage(none)
+    assert main(["show", "--storage", none]) == 2
+    assert "no study in" in capsys.readouterr().err
+
+
+def test_resume_command_quotes_and_hides_the_password():
+    from kmlp.cli.study_cmd import resume_command
+
+    argv = ["launch", "--study", "my run", "--storage", "postgresql://u:s3cret@h/db", "--bn"]
+    assert resume_command(argv) == (
+        "kmlp launch --study 'my run' --storage postgresql://u@h/db --bn"
+    )
+    assert resume_command(["worker", "--storage=postgresql://u:s3cret@h/db", "--study", "x"]) == (
+        "kmlp worker --storage=postgresql://u@h/db --study x"
+    )
+    assert resume_command(["launch", "--study", "x"]) == "kmlp launch --study x"
 
 
 def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):

@@ -89,6 +89,9 @@ def test_resume_after_interrupt_keeps_trials_and_budget(tmp_path, sig, workers):
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
+    # it says how to continue: the same command, copyable
+    resume = f"To continue, rerun kmlp launch --study r --storage {url} --data {DATA} "
+    assert resume in err, err
     before = trials_of(url, "r")
     # the interrupted trials were failed at once, nothing is left running
     assert not [t for t in before if t.state in (TrialState.RUNNING, TrialState.WAITING)]

@@ -325,6 +325,8 @@ def run_retrain(args: argparse.Namespace) -> int:
         as_searched=args.as_searched,
         progress=sys.stderr.isatty() and not args.json,
     )
+    if result.recorded:
+        _refresh_note(result.export["study"], args.storage or result.export.get("storage"))
     if args.json:
         print_json(result.to_dict())
     else:
@@ -334,12 +336,24 @@ def run_retrain(args: argparse.Namespace) -> int:
             else "not recorded on the study"
         )
         print(
-            f"lambda {result.config.lam:.4e}, {result.config.cycles} cycles on "
+            f"lambda {result.config.lam:.4e}, {result.config.cycles} "
+            f"cycle{'' if result.config.cycles == 1 else 's'} on "
             f"{result.train_size} training images: validation accuracy "
             f"{100 * result.val_accuracy:.2f}% ({result.val_size} images), test accuracy "
             f"{100 * result.test_accuracy:.2f}% (10000 images); {result.seconds:.1f} s; {where}"
         )
     return 0
+
+
+def _refresh_note(study_name: str, storage_url: str | None) -> None:
+    """Show a retrain's test accuracy in the study's note and search figure at once."""
+    try:
+        from kmlp.dashboards.publish import publish_search
+
+        study = load(study_name, storage=storage_url)
+        publish_search(study, artifact_store=None, storage_url=storage_url, snapshot=False)
+    except Exception as exc:  # the result is recorded; the note catches up at the next trial
+        print(f"kmlp: warning: study note not updated: {exc}", file=sys.stderr)
 
 
 def _interrupted(args: argparse.Namespace) -> int:
