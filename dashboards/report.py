@@ -24,7 +24,7 @@ import optuna
 from kmlp.dashboards.curves import curves_plotly, read_curves_csv
 from kmlp.dashboards.errors import DashboardError
 from kmlp.dashboards.publish import best_curves_title, curves_filenames, read_trial_artifact
-from kmlp.dashboards.search_plot import figure_title, search_matplotlib, search_plotly
+from kmlp.dashboards.search_plot import search_matplotlib, search_plotly
 from kmlp.dashboards.summary import (
     best_sentence,
     progress_sentence,
@@ -117,8 +117,9 @@ body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em}
 .result{font-size:1.15em;margin:.3em 0}.muted{color:#666}
 table{border-collapse:collapse;margin:1em 0}th,td{padding:.3em .8em;border-bottom:1px solid #ddd}
-td{text-align:right}td.left,th.left{text-align:left}code,pre{background:#f5f5f5}
-pre{padding:.6em;overflow-x:auto}.figure{margin:1em 0 2em}
+td{text-align:right;white-space:nowrap}td.left,th.left{text-align:left}
+td.how{text-align:left;white-space:normal}code,pre{background:#f5f5f5}
+pre{padding:.6em;white-space:pre-wrap;word-break:break-all}.figure{margin:1em 0 2em}
 """
 
 
@@ -145,7 +146,7 @@ def report_html(summary: StudySummary, figures: list[go.Figure], *, storage_url:
         cells = "".join(
             f"<td{' class=left' if i == 1 else ''}>{e(c)}</td>" for i, c in enumerate(row)
         )
-        body += f'<tr>{cells}<td class="left">{e(stage.how)}</td></tr>'
+        body += f'<tr>{cells}<td class="how">{e(stage.how)}</td></tr>'
     parts += ["<h2>Stages</h2>", f"<table><tr>{head}</tr>{body}</table>"]
     parts.append("<h2>Search and the best trial</h2>")
     for i, fig in enumerate(figures):
@@ -162,6 +163,6 @@ def report_html(summary: StudySummary, figures: list[go.Figure], *, storage_url:
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>{e(title)}</title><style>{_STYLE}</style></head><body>\n"
         + "\n".join(parts)
-        + f"\n<p class='muted'>{e(figure_title(summary))}; written by kmlp.</p>"
+        + f"\n<p class='muted'>Written by kmlp {e(summary.kmlp_version or '')}.</p>"
         + "\n</body></html>\n"
     )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import kmlp
-from kmlp.cli import dashboard_cmd, data_cmd, gradcheck_cmd, study_cmd, train_cmd
+from kmlp.cli import dashboard_cmd, data_cmd, gradcheck_cmd, retrain_cmd, study_cmd, train_cmd
 from kmlp.errors import KmlpError
 
 
@@ -90,14 +90,14 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "export",
         "write a study's best trial to a JSON file",
-        study_cmd.add_export_arguments,
-        study_cmd.run_export,
+        retrain_cmd.add_export_arguments,
+        retrain_cmd.run_export,
     ),
     Command(
         "retrain",
         "train an exported configuration and report validation and test accuracy",
-        study_cmd.add_retrain_arguments,
-        study_cmd.run_retrain,
+        retrain_cmd.add_retrain_arguments,
+        retrain_cmd.run_retrain,
         "Train an exported configuration on the full training set (49000 images, 1000 held "
         "out for validation) unless told otherwise, score it on the 10000 test images and "
         "record the result on the study.",

@@ -1,0 +1,116 @@
+"""``kmlp export | retrain``: the best trial to a file, and training it on the full data.
+
+Parsing only; the work is in ``kmlp.study.export``. A recorded retrain refreshes the
+study's note (the dashboards' ``publish_search``), so its test accuracy shows at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kmlp.cli.common import print_json
+from kmlp.cli.options import add_blas_threads, add_json, add_storage, add_study, positive_int
+from kmlp.study import export_best, retrain
+from kmlp.study.access import load
+from kmlp.study.commands import kmlp_command
+from kmlp.study.export import FINAL_VAL_SIZE
+
+
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    add_study(p)
+    add_storage(p)
+    p.add_argument("-o", "--output", default="best.json", help="file to write (default best.json)")
+
+
+def add_retrain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("export_file", metavar="BEST.json", help="a file written by kmlp export")
+    p.add_argument(
+        "--cycles", type=positive_int, default=None, help="cycles (default: the exported ones)"
+    )
+    p.add_argument("--save", metavar="MODEL.npz", help="save the trained network")
+    add_json(p)
+    p.add_argument("--data", metavar="DIR", help="CIFAR-10 folder (default $KMLP_DATA or cache)")
+    add_storage(p, help="storage to record the result in (default: the export's)")
+    add_blas_threads(
+        p,
+        default=None,
+        help="BLAS threads (default: as many as the exported trial used, else 1; float32 "
+        "results depend on it)",
+    )
+    p.add_argument(
+        "--val-size",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"validation images held out of the 50000 (default {FINAL_VAL_SIZE}, the method's "
+        "final step: train on the other 49000)",
+    )
+    p.add_argument(
+        "--n-train",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="train on only the first N of the remaining images (default: all of them, "
+        "whatever subset the search used)",
+    )
+    p.add_argument(
+        "--as-searched",
+        action="store_true",
+        help="train on the study's own data instead (its --n-train / --n-val and 5000 "
+        "validation images): repeats the trial's validation accuracy",
+    )
+
+
+def run_export(args: argparse.Namespace) -> int:
+    content = export_best(study_name=args.study, storage_url=args.storage, path=args.output)
+    print(
+        f"wrote {args.output}: trial #{content['trial']} (stage {content['stage']}), "
+        f"lambda {content['lambda']:.4e}, val accuracy {100 * content['val_accuracy']:.2f}%"
+    )
+    print(f"next: {kmlp_command('retrain', args.output)}")
+    return 0
+
+
+def run_retrain(args: argparse.Namespace) -> int:
+    result = retrain(
+        export_path=args.export_file,
+        cycles=args.cycles,
+        data_dir=args.data,
+        save=args.save,
+        storage_url=args.storage,
+        blas_threads=args.blas_threads,
+        n_train=args.n_train,
+        val_size=args.val_size,
+        as_searched=args.as_searched,
+        progress=sys.stderr.isatty() and not args.json,
+    )
+    if result.recorded:
+        _refresh_note(result.export["study"], args.storage or result.export.get("storage"))
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        where = (
+            f"recorded on study {result.export['study']!r}"
+            if result.recorded
+            else "not recorded on the study"
+        )
+        print(
+            f"lambda {result.config.lam:.4e}, {result.config.cycles} "
+            f"cycle{'' if result.config.cycles == 1 else 's'} on "
+            f"{result.train_size} training images: validation accuracy "
+            f"{100 * result.val_accuracy:.2f}% ({result.val_size} images), test accuracy "
+            f"{100 * result.test_accuracy:.2f}% (10000 images); {result.seconds:.1f} s; {where}"
+        )
+    return 0
+
+
+def _refresh_note(study_name: str, storage_url: str | None) -> None:
+    """Show a retrain's test accuracy in the study's note and search figure at once."""
+    try:
+        from kmlp.dashboards.publish import publish_search
+
+        study = load(study_name, storage=storage_url)
+        publish_search(study, artifact_store=None, storage_url=storage_url, snapshot=False)
+    except Exception as exc:  # the result is recorded; the note catches up at the next trial
+        print(f"kmlp: warning: study note not updated: {exc}", file=sys.stderr)
