@@ -133,7 +133,7 @@ def launch(
         summary = study_summary(study)
         if summary.finished:
             print(
-                f"study {study_name!r} is already finished ({summary.trials_done} trials in "
+                f"study {study_name!r} is already finished ({summary.trials_done} trials, "
                 f"{summary.stages_done} stages); nothing to run",
                 file=out,
                 flush=True,

@@ -104,7 +104,7 @@ def test_rerunning_a_finished_study_says_so_at_once(finished):
         *SMALL, *LAUNCH, cwd=folder,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
-    assert again.stdout.startswith("study 'cli' is already finished (6 trials in 2 stages)")
+    assert again.stdout.startswith("study 'cli' is already finished (6 trials, 2 stages)")
     assert "next:" in again.stdout and "Traceback" not in again.stderr
     assert [
         (t.number, t.state, t.value)
