@@ -43,7 +43,7 @@ def test_report_writes_page_summary_figures_and_curves(
     # Self-contained: plotly.js inlined (works offline), no script fetched from the network.
     assert len(html) > 1_000_000 and "<script src=" not in html
     assert f"<title>kmlp λ search: {STUDY}</title>" in html
-    assert f"λ search of {STUDY}: validation accuracy vs log10 λ" in html
+    assert f"search of {STUDY}: validation accuracy vs log10" in html  # the figure's title
     assert f"training curves of the best trial ({best})" in html
     assert "<h2>Stages</h2>" in html and "how the range was chosen" in html
     for stage in data["stages"]:
