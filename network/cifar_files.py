@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from kmlp.network.checks import show_path
 from kmlp.network.download import ARCHIVE_NAME
 from kmlp.network.errors import DataError
 from kmlp.network.safe_pickle import read_batch_pickle
@@ -69,12 +70,7 @@ def find_source(root: Path) -> Source | None:
     try:
         return _find_source(root)
     except OSError as exc:
-        raise DataError(f"{_show_path(root)}: cannot be read ({exc.strerror or exc})") from None
-
-
-def _show_path(path: Path) -> str:
-    text = str(path)
-    return text if len(text) <= 200 else f"{text[:100]}...{text[-60:]} ({len(text)} characters)"
+        raise DataError(f"{show_path(root)}: cannot be read ({exc.strerror or exc})") from None
 
 
 def _find_source(root: Path) -> Source | None:
