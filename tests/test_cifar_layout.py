@@ -80,9 +80,30 @@ def test_crafted_batch_with_the_official_row_count_is_refused(tmp_path, how):
         load_cifar10(data_dir=folder)
 
 
-_MEASURE = textwrap.dedent(
+# Linux keeps a process's peak RSS across fork and exec, so a child of this (large) test
+# process would report the parent's peak as its own. The command therefore runs as the
+# child of a small trampoline, which reports the peak from wait4.
+_TRAMPOLINE = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, os, subprocess, sys, tempfile
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(sys.argv[1:], stdout=out, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        print(json.dumps({
+            "code": child.returncode,
+            "stdout": out.read().decode(),
+            "stderr": err.read().decode(),
+            "max_rss": usage.ru_maxrss * 1024,
+        }))
+    """
+)
+
+_LOAD = textwrap.dedent(
+    """
+    import json, sys, time
     from kmlp.network.data import load_cifar10
     from kmlp.network.errors import DataError
 
@@ -92,49 +113,53 @@ _MEASURE = textwrap.dedent(
         message = None
     except DataError as exc:
         message = str(exc)
-    seconds = time.process_time() - start
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"message": message, "cpu_seconds": seconds, "max_rss": rss}))
+    print(json.dumps({"message": message, "cpu_seconds": time.process_time() - start}))
     """
 )
+
+
+def run_measured(*argv: str) -> dict:
+    """Run ``argv`` from the trampoline: exit code, output and peak RSS in bytes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KMLP_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _TRAMPOLINE, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_the_measure_sees_the_commands_own_peak():
+    """300 MB touched shows as >= 300 MB; an idle Python as far less."""
+    big = run_measured(sys.executable, "-c", "import numpy; numpy.ones(300 * 2**20, 'u1')")
+    small = run_measured(sys.executable, "-c", "pass")
+    assert big["code"] == small["code"] == 0, big["stderr"] + small["stderr"]
+    assert big["max_rss"] >= 300 * MB > 10 * small["max_rss"]
 
 
 def test_crafted_batch_is_refused_within_a_second_and_200_mb(tmp_path):
     """The issue's file, in a fresh process: CPU time of the load call, and the process's
     whole peak resident memory (Python and NumPy included)."""
     folder = crafted_folder(tmp_path, "ndarray")
-    proc = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    run = run_measured(sys.executable, "-c", _LOAD, str(folder))
+    assert run["code"] == 0, run["stderr"]
+    result = json.loads(run["stdout"])
     assert result["message"] is not None and "data_batch_1" in result["message"]
     assert result["cpu_seconds"] < 1.0, result
-    assert result["max_rss"] < 200 * MB, result
+    assert run["max_rss"] < 200 * MB, run["max_rss"]
 
 
 def test_cli_refuses_the_crafted_batch_in_one_line_under_200_mb(tmp_path):
     folder = crafted_folder(tmp_path, "ndarray")
-    out, err = tmp_path / "out", tmp_path / "err"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KMLP_")}
-    with out.open("w") as stdout, err.open("w") as stderr:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "kmlp", "data", "info", "--data", str(folder)],
-            stdout=stdout,
-            stderr=stderr,
-            cwd=ROOT,
-            env=env,
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    lines = err.read_text().splitlines()
-    assert child.returncode == 2 and len(lines) == 1, lines
+    run = run_measured(sys.executable, "-m", "kmlp", "data", "info", "--data", str(folder))
+    lines = run["stderr"].splitlines()
+    assert run["code"] == 2 and len(lines) == 1, lines
     assert lines[0].startswith("kmlp: error: ") and "data_batch_1" in lines[0]
-    assert usage.ru_maxrss * 1024 < 200 * MB, usage.ru_maxrss
+    assert run["max_rss"] < 200 * MB, run["max_rss"]
 
 
 # ---------------------------------------------------------------- other layouts
