@@ -45,8 +45,10 @@ def whole_number(*, low: int, high: int = MAX_COUNT) -> Callable[[str], int]:
     shortened, never a 5000-digit line)."""
 
     def parse(text: str) -> int:
-        if not re.fullmatch(r"[+-]?[0-9]{1,19}", text.strip()):
+        if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):  # ASCII digits: no 1.5, 1e3, ١٢
             raise argparse.ArgumentTypeError(f"{show(text)} is not a whole number")
+        if len(text.strip()) > 100:  # int() refuses beyond 4300 digits; no count needs 100
+            raise argparse.ArgumentTypeError(f"{show(text)}: must be <= {bound_text(high)}")
         value = int(text)
         if value < low:
             raise argparse.ArgumentTypeError(f"{show(text)}: must be >= {low}")
@@ -207,9 +209,9 @@ def check_training_args(args: argparse.Namespace, config: TrainConfig) -> None:
     config.check_memory(n_images=n_images)
     if getattr(args, "blas_threads", None) is not None:
         check_blas_threads(args.blas_threads)
-    if getattr(args, "save", None):
+    if getattr(args, "save", None) is not None:  # "" too: --save "$UNSET" is a mistake
         check_model_path(args.save, name="--save")
-    if getattr(args, "plot", None):
+    if getattr(args, "plot", None) is not None:
         check_plot_path(args.plot, name="--plot")
 
 
