@@ -323,6 +323,8 @@ def test_subsets_take_the_first_of_each_pool(fake):
         ({"n_val": -1}, "n_val must be between"),
         ({"n_train": True}, "n_train must be an integer"),
         ({"n_train": 2.5}, "n_train must be an integer"),
+        ({"n_train": "50"}, "n_train must be an integer, got '50'"),
+        ({"n_val": 10**5000}, "n_val must be between 1 and 5000, got a 5001-digit number"),
         ({"n_train": 91}, "only 90 training images"),
         ({"n_val": 11}, "only 10 validation images"),
     ],
@@ -434,6 +436,13 @@ def test_download_without_network_says_how_to_use_a_local_copy(tmp_path):
     assert "\n" not in message
     assert "--data DIR" in message and "KMLP_DATA=" in message
     assert list((tmp_path / "dl").iterdir()) == []
+
+
+def test_download_errors_do_not_show_a_password_in_the_url(tmp_path):
+    url = f"http://mirror-user:S3cretPW@127.0.0.1:{_closed_port()}/cifar-10-python.tar.gz"
+    with pytest.raises(DataError) as err:
+        download_cifar10(dest=tmp_path / "dl", progress=False, url=url, timeout=5)
+    assert "S3cretPW" not in str(err.value) and "mirror-user:***@127.0.0.1" in str(err.value)
 
 
 def test_missing_cache_downloads_first(tmp_path, monkeypatch, http_server):
