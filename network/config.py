@@ -71,11 +71,9 @@ class TrainConfig:
                 f"{self.cycles} cycles x {self.checkpoints_per_cycle} checkpoints per cycle: "
                 f"at most {MAX_CHECKPOINTS} checkpoints are kept"
             )
-        for name in ("init", "dtype"):
-            if not isinstance(getattr(self, name), str):
-                raise ConfigError(
-                    f"{name} must be a string, got {checks.show(getattr(self, name))}"
-                )
+        for name, value in (("init", self.init), ("dtype", self.dtype)):
+            if not isinstance(value, str):
+                raise ConfigError(f"{name} must be a string, got {checks.show(value)}")
         parse_init(self.init)
         check_dtype(self.dtype)
 
