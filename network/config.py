@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from kmlp.network import checks
+from kmlp.network.cifar_files import N_CLASSES, N_FEATURES
 from kmlp.network.errors import ConfigError
 from kmlp.network.init import parse_init
-from kmlp.network.model import check_dtype
+from kmlp.network.model import EVAL_CHUNK, check_dtype
+
+# Checkpoints kept in a run's history (cycles x checkpoints per cycle): each is a small
+# record, but a run asking for 10^12 of them would exhaust memory before its first step.
+MAX_CHECKPOINTS = 100_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,27 +44,59 @@ class TrainConfig:
     monitor_size: int = 10000
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if any(h < 1 for h in self.hidden):
-            raise ConfigError(f"hidden widths {list(self.hidden)}: each must be >= 1")
-        if not (math.isfinite(self.lam) and self.lam >= 0):
-            raise ConfigError(f"lambda {self.lam}: must be a finite number >= 0")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size {self.batch_size}: must be >= 1")
-        if not 0 < self.eta_min <= self.eta_max:
-            raise ConfigError(f"learning rates {self.eta_min}..{self.eta_max}: need 0 < min <= max")
-        if self.n_s is not None and self.n_s < 1:
-            raise ConfigError(f"n_s {self.n_s}: must be >= 1")
-        if self.cycles < 1:
-            raise ConfigError(f"cycles {self.cycles}: must be >= 1")
-        if self.checkpoints_per_cycle < 1:
-            raise ConfigError("checkpoints_per_cycle must be >= 1")
-        if self.monitor_size < 1:
-            raise ConfigError("monitor_size must be >= 1")
-        if not 0.0 <= self.bn_alpha < 1.0:
-            raise ConfigError(f"bn_alpha {self.bn_alpha}: must be in [0, 1)")
+        # Exports and study records arrive through from_dict, so types are checked here, not
+        # assumed: a float batch size, a string seed or hidden "55" are one-line errors.
+        checked = {
+            "hidden": checks.widths("hidden widths", self.hidden),
+            "batch_norm": checks.flag("batch_norm", self.batch_norm),
+            "lam": checks.real("lambda", self.lam, low=0.0),
+            "batch_size": checks.whole("batch size", self.batch_size, low=1),
+            "eta_min": checks.real("eta_min", self.eta_min, low=0.0, low_open=True),
+            "eta_max": checks.real("eta_max", self.eta_max, low=0.0, low_open=True),
+            "n_s": None if self.n_s is None else checks.whole("n_s", self.n_s, low=1),
+            "cycles": checks.whole("cycles", self.cycles, low=1),
+            "seed": checks.whole("seed", self.seed, low=0, high=checks.MAX_SEED),
+            "bn_alpha": checks.real("bn_alpha", self.bn_alpha, low=0.0, high=1.0, high_open=True),
+            "checkpoints_per_cycle": checks.whole(
+                "checkpoints_per_cycle", self.checkpoints_per_cycle, low=1
+            ),
+            "monitor_size": checks.whole("monitor_size", self.monitor_size, low=1),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+        if self.eta_min > self.eta_max:
+            raise ConfigError(f"learning rates {self.eta_min}..{self.eta_max}: need min <= max")
+        if self.cycles * self.checkpoints_per_cycle > MAX_CHECKPOINTS:
+            raise ConfigError(
+                f"{self.cycles} cycles x {self.checkpoints_per_cycle} checkpoints per cycle: "
+                f"at most {MAX_CHECKPOINTS} checkpoints are kept"
+            )
+        for name, value in (("init", self.init), ("dtype", self.dtype)):
+            if not isinstance(value, str):
+                raise ConfigError(f"{name} must be a string, got {checks.show(value)}")
         parse_init(self.init)
         check_dtype(self.dtype)
+
+    def memory_needed(
+        self, *, n_features: int = N_FEATURES, n_classes: int = N_CLASSES, n_images: int = 60000
+    ) -> int:
+        """Bytes training this network on ``n_images`` images (all splits, default CIFAR-10's
+        60000) of ``n_features`` needs at least: the images as floats, plus
+        ``checks.network_bytes`` for a batch or an evaluation chunk, whichever is larger."""
+        itemsize = np.dtype(self.dtype).itemsize
+        rows = max(min(self.batch_size, n_images), min(EVAL_CHUNK, n_images))
+        network = checks.network_bytes(
+            layer_sizes=[n_features, *self.hidden, n_classes], itemsize=itemsize, rows=rows
+        )
+        return n_images * n_features * itemsize + network
+
+    def check_memory(self, **sizes: int) -> None:
+        """ConfigError, with the estimate, if ``memory_needed(**sizes)`` exceeds this
+        machine's memory; call it before loading data."""
+        checks.check_fits(
+            f"training with hidden widths {checks.show(list(self.hidden))}",
+            self.memory_needed(**sizes),
+        )
 
     def half_cycle(self, n_train: int) -> int:
         """n_s for a training set of n_train images."""
@@ -75,12 +114,12 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError("a training configuration must be a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(checks.show(key) for key in set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown training configuration keys: {', '.join(unknown)}")
+            raise ConfigError(f"unknown training configuration keys: {', '.join(unknown[:5])}")
         try:
             return cls(**data)
+        except ConfigError:
+            raise
         except (TypeError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError(f"bad training configuration: {exc}") from None
+            raise ConfigError(f"bad training configuration: {checks.show(str(exc))}") from None

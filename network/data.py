@@ -8,13 +8,14 @@ else the per-user cache folder (``default_cache_dir()``), which is filled by
 from __future__ import annotations
 
 import hashlib
-import operator
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from kmlp.network.checks import show
 from kmlp.network.cifar_files import (
     ARCHIVE_NAME,
     FOLDER_NAME,
@@ -197,14 +198,11 @@ def load_cifar10(
 def _check_count(name: str, value: int | None, maximum: int) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be an integer, got {show(value)}")
+    value = int(value)
     if not 1 <= value <= maximum:
-        raise ConfigError(f"{name} must be between 1 and {maximum}, got {value}")
+        raise ConfigError(f"{name} must be between 1 and {maximum}, got {show(value)}")
     return value
 
 

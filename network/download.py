@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -40,6 +41,13 @@ def default_cache_dir() -> Path:
     if xdg and Path(xdg).is_absolute():
         return Path(xdg) / "kmlp"
     return Path.home() / ".cache" / "kmlp"
+
+
+def _show_url(url: str) -> str:
+    """``url`` for messages: a password in it (``https://user:pw@host/...``, as a mirror
+    might need) masked, one line."""
+    shown = re.sub(r"^([^:/@]*://[^:/@]*):[^/]*@", r"\1:***@", url)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -92,7 +100,7 @@ def download_cifar10(
             digest, size = _fetch(url, out, progress=progress, timeout=timeout)
         if digest != expected:
             raise DataError(
-                f"downloaded {ARCHIVE_NAME} from {url} is corrupt: md5 {digest} "
+                f"downloaded {ARCHIVE_NAME} from {_show_url(url)} is corrupt: md5 {digest} "
                 f"({size} bytes), expected {expected}; it was deleted, try again"
             )
         os.replace(tmp, target)
@@ -132,11 +140,11 @@ def _fetch(url: str, out: BinaryIO, *, progress: bool, timeout: float) -> tuple[
     # URLError (incl. HTTPError), refused/reset connections, timeouts, broken HTTP framing.
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise DataError(
-            f"could not download CIFAR-10 from {url} ({_one_line(exc)}); {_HOW_TO_POINT}"
+            f"could not download CIFAR-10 from {_show_url(url)} ({_one_line(exc)}); {_HOW_TO_POINT}"
         ) from None
     if total is not None and size != total:
         raise DataError(
-            f"download of CIFAR-10 from {url} stopped after {size} of {total} bytes; "
+            f"download of CIFAR-10 from {_show_url(url)} stopped after {size} of {total} bytes; "
             f"try again, or {_HOW_TO_POINT}"
         )
     return digest.hexdigest(), size

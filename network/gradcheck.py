@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kmlp.network.checks import real
 from kmlp.network.model import MLP
 
 
@@ -19,7 +20,9 @@ def numerical_gradients(
     """dJ/dparam by centred differences (J(p + h) - J(p - h)) / 2h; same keys as ``params``.
 
     X (n, d), y (n,). The network's parameters are restored exactly afterwards.
+    ConfigError if ``h`` is not a finite step in (0, 1].
     """
+    h = check_step(h)
     grads: dict[str, np.ndarray] = {}
     for key, param in net.params.items():
         grad = np.zeros_like(param)
@@ -34,6 +37,15 @@ def numerical_gradients(
             gflat[i] = (plus - minus) / (2 * h)
         grads[key] = grad
     return grads
+
+
+def check_step(h: float) -> float:
+    """``h`` if it is a usable finite-difference step, in (0, 1]; ConfigError otherwise.
+
+    A step of 0 divides by zero, nan or inf make every difference nan, and a step above
+    1 measures the cost's secant across the whole parameter, not its gradient.
+    """
+    return real("gradient-check step h", h, low=0.0, low_open=True, high=1.0)
 
 
 def relative_errors(
@@ -66,6 +78,7 @@ def gradient_check(
     net: MLP, X: np.ndarray, y: np.ndarray, lam: float, *, h: float = 1e-5
 ) -> list[GradCheckRow]:
     """Compare ``net.gradients`` with ``numerical_gradients``, one row per parameter."""
+    h = check_step(h)
     analytic = net.gradients(X, y, lam)
     numeric = numerical_gradients(net, X, y, lam, h=h)
     rows = []

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kmlp.network.checks import show
 from kmlp.network.errors import ConfigError
 
 
@@ -30,8 +31,15 @@ class InitScheme:
         return self.kind if self.sigma is None else f"sigma={self.sigma:g}"
 
 
+# Weights are drawn in float64 and stored as float32 or float64: a larger std would make
+# them overflow to inf in float32 (a 10-sigma draw of 1e30 is still finite).
+MAX_SIGMA = 1e30
+
+
 def parse_init(spec: str) -> InitScheme:
     """Parse "he", "xavier" or "sigma=<float>" (e.g. "sigma=1e-3"); ConfigError otherwise."""
+    if not isinstance(spec, str) or len(spec) > 100:
+        raise ConfigError(f"init must be he, xavier or sigma=<std>, got {show(spec)}")
     text = spec.strip().lower()
     if text in ("he", "xavier"):
         return InitScheme(text)
@@ -40,8 +48,11 @@ def parse_init(spec: str) -> InitScheme:
             sigma = float(text.removeprefix("sigma="))
         except ValueError:
             sigma = math.nan
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise ConfigError(f"init {spec!r}: sigma must be a positive number, as in sigma=1e-3")
+        if not (math.isfinite(sigma) and 0 < sigma <= MAX_SIGMA):
+            raise ConfigError(
+                f"init {spec!r}: sigma must be a positive number up to {MAX_SIGMA:g}, "
+                "as in sigma=1e-3"
+            )
         return InitScheme("sigma", sigma)
     raise ConfigError(f"unknown init {spec!r}: use he, xavier or sigma=<std>, e.g. sigma=1e-3")
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from kmlp.network import checks
 from kmlp.network.errors import ConfigError
 from kmlp.network.init import init_params, parse_init
 from kmlp.network.layers import (
@@ -20,12 +21,13 @@ from kmlp.network.layers import (
 )
 
 _DTYPES = ("float32", "float64")
+EVAL_CHUNK = 10000  # images scored at once in evaluation mode (bounds its memory)
 
 
 def check_dtype(dtype: str) -> np.dtype:
     """The NumPy dtype for "float32" or "float64"; ConfigError otherwise."""
     if str(dtype) not in _DTYPES:
-        raise ConfigError(f"dtype {dtype!r}: use float32 or float64")
+        raise ConfigError(f"dtype {checks.show(dtype)}: use float32 or float64")
     return np.dtype(str(dtype))
 
 
@@ -50,17 +52,22 @@ class MLP:
         bn_alpha: float = 0.9,
         bn_eps: float = 1e-5,
     ) -> None:
-        sizes = [int(s) for s in layer_sizes]
-        if len(sizes) < 2 or any(s < 1 for s in sizes):
-            raise ConfigError(f"layer sizes {list(layer_sizes)}: need [d, ..., c], all >= 1")
-        if not 0.0 <= bn_alpha < 1.0:
-            raise ConfigError(f"bn_alpha {bn_alpha}: must be in [0, 1)")
-        self.layer_sizes = sizes
-        self.batch_norm = bool(batch_norm)
-        self.init = str(parse_init(init))
+        sizes = list(checks.widths("layer sizes", layer_sizes))
+        if len(sizes) < 2:
+            raise ConfigError(f"layer sizes {checks.show(sizes)}: need [d, ..., c]")
+        if not isinstance(seed, np.random.Generator):
+            seed = checks.whole("seed", seed, low=0, high=checks.MAX_SEED)
         self.dtype = check_dtype(dtype)
-        self.bn_alpha = float(bn_alpha)
-        self.bn_eps = float(bn_eps)
+        # Refuse before allocating: the weights alone of an absurd width would not fit.
+        checks.check_fits(
+            f"a network of layer sizes {checks.show(sizes)}",
+            checks.network_bytes(layer_sizes=sizes, itemsize=self.dtype.itemsize, rows=0),
+        )
+        self.layer_sizes = sizes
+        self.batch_norm = checks.flag("batch_norm", batch_norm)
+        self.init = str(parse_init(init))
+        self.bn_alpha = checks.real("bn_alpha", bn_alpha, low=0.0, high=1.0, high_open=True)
+        self.bn_eps = checks.real("bn_eps", bn_eps, low=0.0, low_open=True)
         rng = np.random.default_rng(seed)
         self.params = init_params(
             layer_sizes=sizes,
@@ -180,7 +187,7 @@ class MLP:
         return softmax_cross_entropy(scores, y)[0] + self.regulariser(lam)
 
     # -- evaluation -----------------------------------------------------------------
-    def scores(self, X: np.ndarray, *, chunk: int = 10000) -> np.ndarray:
+    def scores(self, X: np.ndarray, *, chunk: int = EVAL_CHUNK) -> np.ndarray:
         """Evaluation-mode class scores (n, c), computed in chunks to bound memory."""
         parts = [self.forward(X[i : i + chunk], train=False)[0] for i in range(0, len(X), chunk)]
         return np.concatenate(parts) if len(parts) != 1 else parts[0]

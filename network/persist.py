@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kmlp.network import checks
 from kmlp.network.errors import ConfigError, DataError, KmlpNetworkError
 from kmlp.network.layers import RunningStats
 from kmlp.network.model import MLP
@@ -20,15 +22,34 @@ def _meta_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
+def _npz_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.suffix == ".npz" else path.with_suffix(".npz")
+
+
+def check_model_path(path: str | Path, *, name: str = "model path") -> Path:
+    """The .npz path ``save_model`` would write for ``path``, if it and its .json can be
+    written; ConfigError (naming the setting ``name``) otherwise. Call it before training."""
+    text = os.fspath(path)
+    try:
+        folder = text.endswith(os.sep) or Path(text).is_dir()
+    except OSError:
+        folder = False  # writable_file below says why the path is unusable
+    if folder:
+        checks.writable_file(name, text)  # refuses, naming the folder
+    npz = _npz_path(text)
+    checks.writable_file(name, npz)
+    checks.writable_file(name, _meta_path(npz))
+    return npz
+
+
 def save_model(net: MLP, path: str | Path, *, config: Any | None = None) -> Path:
     """Write ``path`` (.npz: parameters and BN running statistics) and ``path`` with .json.
 
     ``config`` (a TrainConfig or dict) is stored in the JSON for the record. Returns the
-    .npz path.
+    .npz path. DataError if the files cannot be written.
     """
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_suffix(".npz")
+    path = _npz_path(path)
     arrays = dict(net.params)
     for layer, stats in net.running.items():
         arrays[f"running_mean{layer}"] = stats.mean
@@ -43,9 +64,12 @@ def save_model(net: MLP, path: str | Path, *, config: Any | None = None) -> Path
         "bn_eps": net.bn_eps,
         "config": config.to_dict() if hasattr(config, "to_dict") else config,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
-    _meta_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **arrays)
+        _meta_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+    except OSError as exc:
+        raise DataError(f"cannot save the model to {path}: {exc.strerror or exc}") from None
     return path
 
 

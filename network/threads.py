@@ -14,18 +14,33 @@ from collections.abc import Iterator
 
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from kmlp.network.checks import whole
 from kmlp.network.errors import ConfigError
 
 DEFAULT_BLAS_THREADS = 1
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def check_blas_threads(threads: int) -> int:
-    """``threads`` if it is a usable count (1 .. the machine's cores); ConfigError otherwise."""
-    cores = os.cpu_count() or 1
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"BLAS threads {threads!r}: must be a whole number >= 1")
+    """``threads`` if it is a usable count (1 .. the usable cores); ConfigError otherwise.
+
+    More threads than cores only oversubscribe them: every thread waits for the others
+    at each matrix product, and a run of seconds takes minutes.
+    """
+    cores = usable_cores()
+    threads = whole("BLAS threads", threads, low=1)
     if threads > cores:
-        raise ConfigError(f"BLAS threads {threads}: this machine has {cores} cores")
+        raise ConfigError(
+            f"BLAS threads {threads}: more than the {cores} core{'s' if cores != 1 else ''} "
+            f"this machine gives kmlp (use 1 to {cores})"
+        )
     return threads
 
 

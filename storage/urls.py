@@ -1,4 +1,4 @@
-"""Storage URLs: the default, the environment override, and safe display.
+"""Storage URLs: the default, the environment override, and display without passwords.
 
 kmlp stores studies in any SQLAlchemy URL Optuna accepts. SQLite (the default,
 ``sqlite:///kmlp.db`` in the working folder) suits one machine; PostgreSQL suits
@@ -11,6 +11,8 @@ psycopg2 is installed.
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from pathlib import Path
 
 import sqlalchemy.engine
@@ -35,26 +37,84 @@ def resolve_url(url: str | None = None) -> str:
     return os.environ.get(ENV_VAR) or DEFAULT_URL
 
 
+# scheme://user:password@ -- the user runs to the first ":" (as in SQLAlchemy), the
+# password to the LAST "@" (greedy): a password holding an unescaped "@", which SQLAlchemy
+# would split into the host, is masked whole; a later "@" in the path or query only masks
+# more than needed, never less. Any scheme SQLAlchemy might accept ("post_gres://").
+_USERINFO = re.compile(r"^(?P<scheme>\s*[^:/@\s]*://)(?P<user>[^:/]*):(?P<password>.*)@", re.DOTALL)
+# Without "://" the text is no URL; "user:password@host" is still masked the same way.
+_LOOSE_USERINFO = re.compile(r"^(?P<scheme>)(?P<user>[^:/]*):(?P<password>.*)@", re.DOTALL)
+# password=... in a query string (libpq reads it there too) or a keyword DSN.
+_KEYWORD_SECRET = re.compile(
+    r"(?i)(?P<key>\b(?:password|passwd|pwd|secret|token)\s*=\s*)"
+    r"(?P<value>'[^']*'?|\"[^\"]*\"?|[^&;\s]+)"
+)
+_MAX_SHOWN = 300  # characters of a URL shown in a message
+
+
+def display_url(url: object) -> str:
+    """``url`` for people: any password masked as ``***``, one line, of bounded length.
+
+    Works on the text itself, so also on URLs SQLAlchemy cannot parse (a malformed port,
+    an unescaped "@" in the password): the userinfo's password and ``password=`` style
+    parameters are masked; everything else is shown as given. Use it in every message,
+    log line and file that shows a storage URL.
+    """
+    if isinstance(url, sqlalchemy.engine.URL):
+        url = url.render_as_string(hide_password=False)
+    text = url if isinstance(url, str) else str(url)
+    text = _userinfo(text).sub(lambda m: f"{m['scheme']}{m['user']}:***@", text, count=1)
+    text = _KEYWORD_SECRET.sub(lambda m: f"{m['key']}***", text)
+    # One line: control characters (a newline in the URL) shown escaped.
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) > _MAX_SHOWN:
+        text = f"{text[: _MAX_SHOWN - 40]}... ({len(text)} characters)"
+    return text
+
+
+def _userinfo(text: str) -> re.Pattern[str]:
+    return _USERINFO if "://" in text else _LOOSE_USERINFO
+
+
+def _secrets(url: str) -> list[str]:
+    """The secret substrings of ``url``, as written and percent-decoded."""
+    found = []
+    match = _userinfo(url).match(url)
+    if match:
+        found.append(match["password"])
+    found += [m["value"] for m in _KEYWORD_SECRET.finditer(url)]
+    decoded = [urllib.parse.unquote(s) for s in found]
+    return sorted({s for s in found + decoded if s}, key=len, reverse=True)
+
+
+def redact(text: str, *, url: str) -> str:
+    """``text`` (an error message about ``url``) with ``url``'s secrets replaced by
+    ``***``, and any URL in it masked as ``display_url`` masks one."""
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return _KEYWORD_SECRET.sub(lambda m: f"{m['key']}***", text)
+
+
 def parse_url(url: str) -> sqlalchemy.engine.URL:
-    """Parse ``url``; raise StorageError (naming the URL without password) if malformed."""
+    """Parse ``url``; StorageError (one line, no password) if it is malformed."""
+    if not isinstance(url, str):
+        raise StorageError(f"a storage URL must be text, not {type(url).__name__}")
     try:
         parsed = sqlalchemy.engine.make_url(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
-        raise StorageError(f"malformed storage URL {url!r}: {exc}") from None
+    except (sqlalchemy.exc.ArgumentError, ValueError, TypeError) as exc:
+        reason = redact(" ".join(str(exc).split()), url=url) or type(exc).__name__
+        raise StorageError(f"malformed storage URL {display_url(url)}: {reason}") from None
+    if parsed.host and "@" in parsed.host:
+        raise StorageError(
+            f"malformed storage URL {display_url(url)}: more than one '@' before the host; "
+            "write an '@' in the user name or password as %40"
+        )
     return parsed
 
 
 def backend(url: str) -> str:
     """The database backend of ``url``: 'sqlite', 'postgresql', 'mysql', ..."""
     return parse_url(url).get_backend_name()
-
-
-def display_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for messages and logs."""
-    try:
-        return parse_url(url).render_as_string(hide_password=True)
-    except StorageError:
-        return url
 
 
 def sqlite_path(url: str) -> Path | None:

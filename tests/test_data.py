@@ -1,7 +1,8 @@
 """CIFAR-10 loading: layouts, safe unpickling, validation, splits, download, CLI.
 
-Format tests build tiny fake CIFAR-10 files (20 images per batch) of their own; only the test
-marked ``data`` reads the real copy at $KMLP_DATA.
+Format tests build tiny fake CIFAR-10 files (20 images per batch, read with the
+``small_cifar_batches`` fixture); the CLI and peak-memory tests use full-size files of random
+images; only the tests marked ``data`` read the real copy at $KMLP_DATA.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from kmlp.network.data import (
     resolve_data_dir,
 )
 from kmlp.network.errors import ConfigError, DataError
+from tests.conftest import cifar_batch_bytes as batch_bytes
+from tests.conftest import write_fake_cifar
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = os.environ.get("KMLP_DATA")  # read before the autouse fixture clears it
@@ -44,28 +47,8 @@ FILES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
 # ---------------------------------------------------------------- fake CIFAR-10 files
 
 
-def batch_bytes(data: np.ndarray, labels: list[int]) -> bytes:
-    # Protocol 3 writes only the globals the official files use (protocol 2 from Python 3
-    # would add _codecs.encode for the bytes keys; the official files are Python 2 pickles).
-    return pickle.dumps({b"batch_label": b"fake", b"labels": labels, b"data": data}, protocol=3)
-
-
 def write_fake(folder: Path, seed: int = 0, rows: int = ROWS) -> dict[str, np.ndarray]:
-    """Fake batch files in ``folder``; returns the raw arrays (train = 5 batches stacked)."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    data, labels = {}, {}
-    for name in FILES:
-        data[name] = rng.integers(0, 256, size=(rows, 3072), dtype=np.uint8)
-        labels[name] = rng.integers(0, 10, size=rows).tolist()
-        (folder / name).write_bytes(batch_bytes(data[name], labels[name]))
-    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a"] * 10}, 3))
-    return {
-        "X": np.concatenate([data[n] for n in FILES[:5]]),
-        "y": np.concatenate([labels[n] for n in FILES[:5]]),
-        "X_test": data["test_batch"],
-        "y_test": np.array(labels["test_batch"]),
-    }
+    return write_fake_cifar(folder, seed=seed, rows=rows)
 
 
 def make_archive(folder: Path, archive: Path) -> Path:
@@ -84,7 +67,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def fake(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+def fake(tmp_path: Path, small_cifar_batches: int) -> tuple[Path, dict[str, np.ndarray]]:
     folder = tmp_path / "parent" / "cifar-10-batches-py"
     return folder, write_fake(folder)
 
@@ -195,7 +178,17 @@ def test_missing_file_is_named(fake):
     [
         (np.zeros((ROWS, 3000), np.uint8), [0] * ROWS, r"shape \(20, 3000\)"),
         (np.zeros(ROWS * 3072, np.uint8), [0] * ROWS, "shape"),
-        (np.zeros((ROWS, 3072), np.float32), [0] * ROWS, "uint8"),
+        (np.zeros((ROWS, 3072), np.int8), [0] * ROWS, r"shape \(20, 3072\) int8.*uint8"),
+        (np.zeros((ROWS, 3072), np.float32), [0] * ROWS, "too big for a CIFAR-10 batch"),
+        (np.zeros((ROWS, 3072), np.uint8), [0] * (ROWS + 1), "list of more than 20 entries"),
+        (np.zeros((ROWS + 1, 3072), np.uint8), [0] * ROWS, r"shape \(21, 3072\)"),
+        (np.zeros((ROWS - 1, 3072), np.uint8), [0] * ROWS, r"shape \(19, 3072\)"),
+        (np.zeros((ROWS, 3072), np.uint8).T, [0] * ROWS, r"shape \(3072, 20\)"),
+        (np.zeros((ROWS, 3072), np.uint8), [0.5] * ROWS, "opcode BINFLOAT"),
+        (np.zeros((ROWS, 3072), np.uint8), [True] * ROWS, "not a list of integers"),
+        (np.zeros((ROWS, 3072), np.uint8), [-1] * ROWS, r"labels outside 0\.\.9"),
+        (np.zeros((ROWS, 3072), np.uint8), np.full(ROWS, 10), r"labels outside 0\.\.9"),
+        (np.zeros((ROWS, 3072), np.uint8), [2**70] * ROWS, r"labels outside 0\.\.9"),
         (np.zeros((ROWS, 3072), np.uint8), [0] * (ROWS - 1), "19 labels for 20 images"),
         (np.zeros((ROWS, 3072), np.uint8), [10] * ROWS, r"labels outside 0\.\.9"),
         (np.zeros((ROWS, 3072), np.uint8), ["cat"] * ROWS, "not a list of integers"),
@@ -221,7 +214,7 @@ def test_not_a_batch_dict(fake):
 # ---------------------------------------------------------------- where data is looked for
 
 
-def test_precedence_argument_env_cache(tmp_path, monkeypatch):
+def test_precedence_argument_env_cache(tmp_path, monkeypatch, small_cifar_batches):
     places = {name: tmp_path / name for name in ("arg", "env", "cache")}
     for seed, folder in enumerate(places.values()):
         write_fake(folder, seed=seed)
@@ -274,7 +267,7 @@ def test_standardised_with_training_statistics(fake):
     assert np.allclose(data.test.X, (raw["X_test"] - mean) / std, rtol=0, atol=1e-12)
 
 
-def test_constant_feature_stays_finite(tmp_path):
+def test_constant_feature_stays_finite(tmp_path, small_cifar_batches):
     folder = tmp_path / "c"
     write_fake(folder)
     for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4"):
@@ -330,6 +323,8 @@ def test_subsets_take_the_first_of_each_pool(fake):
         ({"n_val": -1}, "n_val must be between"),
         ({"n_train": True}, "n_train must be an integer"),
         ({"n_train": 2.5}, "n_train must be an integer"),
+        ({"n_train": "50"}, "n_train must be an integer, got '50'"),
+        ({"n_val": 10**5000}, "n_val must be between 1 and 5000, got a 5001-digit number"),
         ({"n_train": 91}, "only 90 training images"),
         ({"n_val": 11}, "only 10 validation images"),
     ],
@@ -386,7 +381,7 @@ class _Server:
 
 
 @pytest.fixture
-def http_server(tmp_path: Path) -> Iterator[_Server]:
+def http_server(tmp_path: Path, small_cifar_batches: int) -> Iterator[_Server]:
     root = tmp_path / "www"
     make_archive_dir = tmp_path / "served-src" / "cifar-10-batches-py"
     write_fake(make_archive_dir, seed=5)
@@ -443,6 +438,13 @@ def test_download_without_network_says_how_to_use_a_local_copy(tmp_path):
     assert list((tmp_path / "dl").iterdir()) == []
 
 
+def test_download_errors_do_not_show_a_password_in_the_url(tmp_path):
+    url = f"http://mirror-user:S3cretPW@127.0.0.1:{_closed_port()}/cifar-10-python.tar.gz"
+    with pytest.raises(DataError) as err:
+        download_cifar10(dest=tmp_path / "dl", progress=False, url=url, timeout=5)
+    assert "S3cretPW" not in str(err.value) and "mirror-user:***@127.0.0.1" in str(err.value)
+
+
 def test_missing_cache_downloads_first(tmp_path, monkeypatch, http_server):
     served = tmp_path / "www" / "cifar-10-python.tar.gz"
     monkeypatch.setenv("KMLP_CIFAR_URL", f"{http_server.url}/cifar-10-python.tar.gz")
@@ -496,16 +498,18 @@ def test_cli_info_bad_places(fake, tmp_path):
     assert not marker.exists()
 
 
-def test_cli_info_and_download(fake, tmp_path):
-    folder, _ = fake
+def test_cli_info_and_download(full_size_cifar, tmp_path):
+    folder = full_size_cifar
     proc = run_cli("data", "info", "--data", str(folder.parent), "--json", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
-    assert info["fingerprint"] == load_cifar10(data_dir=folder).fingerprint
+    loaded = load_cifar10(data_dir=folder)
+    assert info["fingerprint"] == loaded.fingerprint
+    assert info["class_counts"]["test"] == np.bincount(loaded.test.y, minlength=10).tolist()
     assert (info["n_train"], info["n_val"], info["n_test"], info["source"]) == (
-        90,
-        10,
-        ROWS,
+        45000,
+        5000,
+        10000,
         str(folder),
     )
     url = f"http://127.0.0.1:{_closed_port()}/x.tar.gz"

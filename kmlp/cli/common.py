@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from kmlp.cli.options import positive_int
 from kmlp.network import TrainConfig
+from kmlp.network.checks import MAX_COUNT, MAX_SEED, bound_text, show
+from kmlp.network.cifar_files import BATCH_ROWS
+from kmlp.network.curves import check_plot_path
+from kmlp.network.data import N_TRAIN_MAX, N_VAL_MAX
 from kmlp.network.errors import ConfigError
+from kmlp.network.gradcheck import check_step
+from kmlp.network.persist import check_model_path
+from kmlp.network.threads import check_blas_threads
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -20,29 +29,72 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     widths = []
     for part in text.split(","):
         part = part.strip()
-        if not part.isdigit() or int(part) < 1:
+        # ASCII digits only ("²".isdigit() is true), and few enough for int(); the memory
+        # check refuses widths that are merely huge, with an estimate.
+        if not re.fullmatch(r"[0-9]{1,12}", part) or int(part) < 1:
             raise argparse.ArgumentTypeError(
-                f"hidden widths {text!r}: give positive integers separated by commas, e.g. 50,50"
+                f"hidden widths {show(text)}: give positive integers separated by commas, "
+                "e.g. 50,50"
             )
         widths.append(int(part))
     return tuple(widths)
 
 
-def nonnegative_float(text: str) -> float:
+def whole_number(*, low: int, high: int = MAX_COUNT) -> Callable[[str], int]:
+    """argparse type: a whole number in [low, high] (no floats; a refused value is echoed
+    shortened, never a 5000-digit line)."""
+
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):  # ASCII digits: no 1.5, 1e3, ١٢
+            raise argparse.ArgumentTypeError(f"{show(text)} is not a whole number")
+        if len(text.strip()) > 100:  # int() refuses beyond 4300 digits; no count needs 100
+            raise argparse.ArgumentTypeError(f"{show(text)}: must be <= {bound_text(high)}")
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{show(text)}: must be >= {low}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{show(text)}: must be <= {bound_text(high)}")
+        return value
+
+    return parse
+
+
+def _number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number >= 0")
+        raise argparse.ArgumentTypeError(f"{show(text)} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{show(text)}: must be a finite number")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{show(text)}: must be a finite number >= 0")
     return value
 
 
 def positive_float(text: str) -> float:
-    value = nonnegative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be > 0")
+    """argparse type: a finite number > 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{show(text)}: must be > 0")
     return value
+
+
+def step_float(text: str) -> float:
+    """argparse type: a finite-difference step, as ``network.gradcheck.check_step`` allows."""
+    try:
+        return check_step(_number(text))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{show(text)}: {exc}") from None
+
+
+seed_number = whole_number(low=0, high=MAX_SEED)
+count_number = whole_number(low=1)
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -56,13 +108,13 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--n-train",
-        type=positive_int,
+        type=count_number,
         metavar="N",
         help="use only the first N of the 45000 training images",
     )
     g.add_argument(
         "--n-val",
-        type=positive_int,
+        type=count_number,
         metavar="M",
         help="use only the first M of the 5000 validation images",
     )
@@ -90,14 +142,14 @@ def add_training_args(parser: argparse.ArgumentParser, *, with_lam: bool = True)
         )
     g.add_argument(
         "--cycles",
-        type=positive_int,
+        type=count_number,
         default=d.cycles,
         help=f"learning-rate cycles (default {d.cycles})",
     )
     g.add_argument(
         "--init", default=d.init, help="weight init: he, xavier or sigma=<std> (default he)"
     )
-    g.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
+    g.add_argument("--seed", type=seed_number, default=d.seed, help="random seed (default 0)")
     g.add_argument(
         "--dtype",
         choices=("float32", "float64"),
@@ -106,7 +158,7 @@ def add_training_args(parser: argparse.ArgumentParser, *, with_lam: bool = True)
     )
     g.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=count_number,
         default=d.batch_size,
         help=f"mini-batch size (default {d.batch_size})",
     )
@@ -124,7 +176,7 @@ def add_training_args(parser: argparse.ArgumentParser, *, with_lam: bool = True)
     )
     g.add_argument(
         "--n-s",
-        type=positive_int,
+        type=count_number,
         default=None,
         help="half-cycle length in steps (default 5 * n_train / batch size)",
     )
@@ -150,6 +202,19 @@ def training_config_from_args(args: argparse.Namespace, **overrides: Any) -> Tra
     return TrainConfig(**fields)
 
 
+def check_training_args(args: argparse.Namespace, config: TrainConfig) -> None:
+    """Everything about a training command decidable before any work, as one-line errors:
+    the memory the network and data need, the BLAS thread count, the output paths."""
+    n_images = (args.n_train or N_TRAIN_MAX) + (args.n_val or N_VAL_MAX) + BATCH_ROWS  # + test
+    config.check_memory(n_images=n_images)
+    if getattr(args, "blas_threads", None) is not None:
+        check_blas_threads(args.blas_threads)
+    if getattr(args, "save", None) is not None:  # "" too: --save "$UNSET" is a mistake
+        check_model_path(args.save, name="--save")
+    if getattr(args, "plot", None) is not None:
+        check_plot_path(args.plot, name="--plot")
+
+
 def data_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments of ``network.load_cifar10`` from the data flags."""
     return {
@@ -169,9 +234,14 @@ __all__ = [
     "ConfigError",
     "add_data_args",
     "add_training_args",
+    "check_training_args",
+    "count_number",
     "data_options_from_args",
     "parse_hidden",
     "positive_int",
     "print_json",
+    "seed_number",
+    "step_float",
     "training_config_from_args",
+    "whole_number",
 ]

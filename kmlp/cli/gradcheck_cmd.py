@@ -6,9 +6,17 @@ import argparse
 
 import numpy as np
 
-from kmlp.cli.common import nonnegative_float, parse_hidden, positive_int, print_json
+from kmlp.cli.common import (
+    count_number,
+    nonnegative_float,
+    parse_hidden,
+    print_json,
+    seed_number,
+    step_float,
+)
 from kmlp.cli.options import add_json
 from kmlp.network import MLP
+from kmlp.network.checks import check_fits, network_bytes
 from kmlp.network.gradcheck import gradient_check, randomise_bn_params
 
 
@@ -27,25 +35,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0.01,
         help="L2 strength in the checked cost (default 0.01)",
     )
-    p.add_argument("--samples", type=positive_int, default=10, help="samples (default 10)")
+    p.add_argument("--samples", type=count_number, default=10, help="samples (default 10)")
     p.add_argument(
         "--dims",
-        type=positive_int,
+        type=count_number,
         default=20,
         help="input dimension, reduced from 3072 (default 20)",
     )
-    p.add_argument("--h", type=float, default=1e-5, help="finite-difference step (default 1e-5)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--h",
+        type=step_float,
+        default=1e-5,
+        help="finite-difference step, in (0, 1] (default 1e-5)",
+    )
+    p.add_argument("--seed", type=seed_number, default=0, help="random seed (default 0)")
     add_json(p, what="the table")
 
 
 def run(args: argparse.Namespace) -> int:
+    sizes = [args.dims, *args.hidden, 10]
+    # The float64 inputs plus the network, refused with the estimate before either exists.
+    check_fits(
+        f"a gradient check of {args.samples} samples through layer sizes {sizes}",
+        8 * args.samples * args.dims
+        + network_bytes(layer_sizes=sizes, itemsize=8, rows=args.samples),
+    )
     rng = np.random.default_rng(args.seed)
     X = rng.standard_normal((args.samples, args.dims))
     y = rng.integers(0, 10, size=args.samples)
-    net = MLP(
-        layer_sizes=[args.dims, *args.hidden, 10], batch_norm=args.bn, seed=rng, dtype="float64"
-    )
+    net = MLP(layer_sizes=sizes, batch_norm=args.bn, seed=rng, dtype="float64")
     randomise_bn_params(net, rng)
     rows = gradient_check(net, X, y, args.lam, h=args.h)
     if args.json:

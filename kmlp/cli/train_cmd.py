@@ -7,6 +7,7 @@ import sys
 
 from kmlp.cli.common import (
     add_training_args,
+    check_training_args,
     data_options_from_args,
     print_json,
     training_config_from_args,
@@ -19,13 +20,18 @@ from kmlp.network.evaluate import train_and_test
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_training_args(p)
     p.add_argument("--save", metavar="MODEL.npz", help="save the trained network (.npz + .json)")
-    p.add_argument("--plot", metavar="CURVES.png", help="draw loss, cost and accuracy curves")
+    p.add_argument(
+        "--plot",
+        metavar="CURVES.png",
+        help="draw loss, cost and accuracy curves (format from the suffix: png, pdf, svg, ...)",
+    )
     add_json(p, what="the results")
     add_blas_threads(p)
 
 
 def run(args: argparse.Namespace) -> int:
     config = training_config_from_args(args)
+    check_training_args(args, config)  # before the data is loaded or a step is taken
     data = load_cifar10(**data_options_from_args(args), progress=sys.stderr.isatty())
     tested = train_and_test(
         data=data, config=config, progress=sys.stderr.isatty(), blas_threads=args.blas_threads
