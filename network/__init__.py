@@ -14,6 +14,13 @@ from kmlp.network.data import (
     resolve_data_dir,
 )
 from kmlp.network.errors import ConfigError, DataError, DivergenceError, KmlpNetworkError
+from kmlp.network.lockstep import (
+    SHARED_FIELDS,
+    GroupCallback,
+    LockstepResult,
+    MemberResult,
+    train_lockstep,
+)
 from kmlp.network.model import MLP
 from kmlp.network.persist import load_model, save_model
 from kmlp.network.schedule import cyclical_lr
@@ -23,12 +30,16 @@ from kmlp.network.training import Checkpoint, TrainResult, train
 __all__ = [
     "DEFAULT_BLAS_THREADS",
     "MLP",
+    "SHARED_FIELDS",
     "Checkpoint",
     "ConfigError",
     "DataError",
     "Dataset",
     "DivergenceError",
+    "GroupCallback",
     "KmlpNetworkError",
+    "LockstepResult",
+    "MemberResult",
     "Split",
     "TrainConfig",
     "TrainResult",
@@ -44,4 +55,5 @@ __all__ = [
     "resolve_data_dir",
     "save_model",
     "train",
+    "train_lockstep",
 ]
