@@ -14,12 +14,12 @@ from kmlp.network.data import (
     resolve_data_dir,
 )
 from kmlp.network.errors import ConfigError, DataError, DivergenceError, KmlpNetworkError
-from kmlp.network.lockstep import (
+from kmlp.network.lockstep import train_lockstep
+from kmlp.network.lockstep_result import (
     SHARED_FIELDS,
     GroupCallback,
     LockstepResult,
     MemberResult,
-    train_lockstep,
 )
 from kmlp.network.model import MLP
 from kmlp.network.persist import load_model, save_model

@@ -99,6 +99,16 @@ def test_one_member_equals_train() -> None:
     assert_same_run(got, train(data=data, config=config), rtol=1e-9, acc_tol=0.0)
 
 
+def test_epochs_that_end_in_a_partial_batch() -> None:
+    """600 images in batches of 70: every epoch ends with a batch of 40."""
+    data = synthetic_dataset(dtype="float64")
+    base = TrainConfig(**{**FAST, "batch_size": 70}, batch_norm=True, dtype="float64")
+    configs = members(base)[:3]
+    result = train_lockstep(data=data, configs=configs)
+    for config, got in zip(configs, result.members, strict=True):
+        assert_same_run(got, train(data=data, config=config), rtol=1e-9, acc_tol=0.0)
+
+
 def test_members_with_their_own_schedules_and_checkpoints() -> None:
     """Members may differ in learning rates, half-cycle, cycles and checkpoint rate."""
     data = synthetic_dataset(dtype="float64")
