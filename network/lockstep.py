@@ -167,7 +167,9 @@ class _Trainer:
                     order = self.rng.permutation(n)
                 idx = order[pos * batch : (pos + 1) * batch]
                 xb = work.xb[: len(idx)]
-                np.take(X, idx, axis=0, out=xb)
+                # the indices come from a permutation, so skip the bounds checks: "clip"
+                # gathers the batch in ~60% of the time of the default "raise"
+                np.take(X, idx, axis=0, out=xb, mode="clip")
                 members = [self.members[i] for i in self.active]
                 eta = np.array(
                     [
