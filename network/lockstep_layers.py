@@ -28,6 +28,12 @@ def split(a: Array, k: int) -> Array:
     return a.reshape(n, k, width // k).transpose(1, 0, 2)
 
 
+def column_sums(a: Array) -> Array:
+    """Sums over the rows of a (n, F) -> (F,), as one BLAS matrix-vector product (about
+    twice as fast as ``a.sum(axis=0)`` at these sizes)."""
+    return np.ones(a.shape[0], dtype=a.dtype) @ a
+
+
 def per_member(a: Array, factors: Array) -> Array:
     """Multiply member k's columns of a (n, K*m) by factors[k] (K,), in place; returns a."""
     # one factor per column: broadcasting a row runs ~6x faster than (1, K, 1) over (n, K, m)
@@ -68,7 +74,7 @@ def affine_backward(
     np.matmul(split(h, k).transpose(0, 2, 1), d3, out=dw_out)
     if dh_out is not None:
         np.matmul(d3, w.transpose(0, 2, 1), out=split(dh_out, k))
-    return dh_out, dw_out, dout.sum(axis=0)
+    return dh_out, dw_out, column_sums(dout)
 
 
 def relu_forward(z: Array, *, out: Array) -> tuple[Array, Array]:
@@ -106,10 +112,11 @@ def batchnorm_relu_forward(
     cache keeps. gamma, beta (F,). Returns (out, cache, new running statistics).
     """
     n = z.shape[0]
-    mean = np.add.reduce(z, axis=0)
+    mean = column_sums(z)
     mean /= n
     z -= mean
-    var = np.einsum("ij,ij->j", z, z)
+    np.multiply(z, z, out=out)  # out is scratch until written below
+    var = column_sums(out)
     var /= n
     inv_std = 1.0 / np.sqrt(var + eps)
     # gamma * (z - mean) * inv_std + beta, as one product and one sum over the matrix
@@ -128,15 +135,18 @@ def batchnorm_relu_forward(
 def batchnorm_relu_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array]:
     """Gradients of ``batchnorm_relu_forward``: dout (n, F) -> dz (n, F), dgamma, dbeta (F,).
 
-    ``dout`` and the cache's centred input are consumed (dz is written into ``dout``).
+    ``dout`` and the cache's arrays are consumed (dz is written into ``dout``; the
+    centred input and ReLU output serve as scratch), so call it after every other use of
+    the layer's output (the next layer's weight gradient).
     Closed form: dz = gamma * inv_std * (dxhat' - mean(dxhat') - xhat *
     mean(dxhat' * xhat)) with dxhat' the ReLU-masked gradient over gamma.
     """
     zc, gamma, inv_std, relu_out = cache
     n = dout.shape[0]
     relu_backward(dout, relu_out)
-    dbeta = np.add.reduce(dout, axis=0)
-    dgamma = np.einsum("ij,ij->j", dout, zc)
+    dbeta = column_sums(dout)
+    np.multiply(dout, zc, out=relu_out)  # the ReLU output is no longer needed: scratch
+    dgamma = column_sums(relu_out)
     dgamma *= inv_std
     coef = gamma * inv_std
     # dz = coef * dout - (zc * (coef * inv_std * dgamma / n) + coef * dbeta / n)
