@@ -29,9 +29,9 @@ uses the full epoch (with its checkpoints) on both sides.
     python benchmarks/search_speed.py [--ks 1 2 4 8 16] [--epochs 2] [--repeats 3]
                                       [--threads 1] [--data DIR] [--json]
 
-OpenBLAS picks its kernels from the CPU; ``OPENBLAS_CORETYPE=SkylakeX`` in the
-environment makes it use its AVX-512 kernels where it does not recognise an AVX-512 CPU
-(the printed "BLAS core" says which kernels ran).
+The BLAS kernels matter: the printed "BLAS core" says which ran (this machine's
+environment sets ``OPENBLAS_CORETYPE=Haswell``, AVX2 kernels, although the CPU has
+AVX-512; see benchmarks/README.md for both).
 """
 
 from __future__ import annotations
