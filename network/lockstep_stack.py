@@ -8,9 +8,10 @@ Member k of a stack with layer sizes [d, h1, ..., c] has:
 - with batch norm, hidden layers' ``gamma[l]``, ``beta[l]`` (K*h_l,) and ``running[l]``
   (mean, var of K*h_l,), and no hidden bias, as ``MLP``.
 
-``scale`` carries each member's weight decay (it shrinks by 1 - 2 lambda eta per step) so
-the wide first-layer matrix is not rescaled every step; ``renormalise`` folds it back
-into v1 before it gets small enough to cost float32 range.
+``scale`` carries each member's weight decay (it is multiplied by 1 - 2 lambda eta per
+step) so the wide first-layer matrix is not rescaled every step; ``rescale`` folds it
+into v1 before its magnitude gets small enough to cost float32 range (or reaches 0, when
+2 lambda eta = 1).
 """
 
 from __future__ import annotations
@@ -132,13 +133,15 @@ class StackedNets:
             running={i: RunningStats(cols(r.mean), cols(r.var)) for i, r in self.running.items()},
         )
 
-    def renormalise(self, *, below: float = RENORMALISE_BELOW) -> None:
-        """Fold ``scale`` into v1 (in place) if any member's scale fell below ``below``."""
-        if self.scale.min() >= below:
+    def rescale(self, scale: Array) -> None:
+        """Set the members' scales to ``scale`` (K,), folding them into v1 (in place) and
+        resetting them to 1 if any magnitude is below ``RENORMALISE_BELOW``."""
+        if np.abs(scale).min() >= RENORMALISE_BELOW:
+            self.scale = scale
             return
         v3 = self.v1.reshape(self.v1.shape[0], self.k, -1)
-        v3 *= self.scale.astype(self.v1.dtype)[None, :, None]
-        self.scale[:] = 1.0
+        v3 *= scale.astype(self.v1.dtype)[None, :, None]
+        self.scale = np.ones(self.k)
 
     def member_params(self, position: int) -> tuple[dict[str, Array], dict[int, RunningStats]]:
         """Member ``position``'s parameters in ``MLP.params`` layout, and its running stats."""

@@ -143,10 +143,10 @@ def sgd_step(
             dout = relu_backward(dh, hidden[below])
     if 1 in stack.biases:
         stack.biases[1] -= dout.sum(axis=0)
-    stack.scale *= decay
+    # W_new = decay * W - X^T dZ  <=>  V_new = V - X^T dZ / scale_new, scale_new = scale * decay
+    stack.rescale(stack.scale * decay)
     per_member(dout, (1.0 / stack.scale).astype(dtype))
     update(stack.v1, xb, dout)
     if running:
         stack.running = running
-    stack.renormalise()
     return losses

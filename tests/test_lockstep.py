@@ -279,3 +279,18 @@ def test_real_cifar10_members_match_train(real_data_dir) -> None:
     result = train_lockstep(data=data, configs=configs)
     for config, got in zip(configs, result.members, strict=True):
         assert_same_run(got, train(data=data, config=config), rtol=1e-3, acc_tol=0.01)
+
+
+def test_a_weight_decay_factor_of_zero() -> None:
+    """2 lambda eta = 1 (lambda 5, eta 0.1) zeroes the weights before each gradient step:
+    the member's weight scale becomes 0 and must be folded in, not divided by."""
+    data = synthetic_dataset(dtype="float64")
+    base = TrainConfig(**FAST, batch_norm=True, dtype="float64", eta_min=0.1, eta_max=0.1)
+    configs = [dataclasses.replace(base, lam=lam) for lam in (5.0, 1e-3)]
+    result = train_lockstep(data=data, configs=configs)
+    assert all(m.reason == "completed" for m in result.members)
+    # at lambda 5 the scores are nearly equal across classes: accuracies hinge on ties
+    got, want = result.members[0], train(data=data, config=configs[0])
+    assert_same_run(got, want, rtol=1e-5, acc_tol=1.0)
+    got, want = result.members[1], train(data=data, config=configs[1])
+    assert_same_run(got, want, rtol=1e-9, acc_tol=0.0)
