@@ -1,5 +1,6 @@
 """The k-layer fully connected network on CIFAR-10: data, layers, model, gradient check,
-training. Imports nothing else of kmlp's but the error root, ``kmlp.errors``."""
+training, and lockstep training of networks that differ only in λ (``train_lockstep``).
+Imports nothing else of kmlp's but the error root, ``kmlp.errors``."""
 
 from __future__ import annotations
 

@@ -59,8 +59,10 @@ def train_lockstep(
 ) -> LockstepResult:
     """Train one fresh MLP per configuration on ``data.train``, all in one pass.
 
-    ``configs`` (K >= 1) must agree on ``SHARED_FIELDS``; member k is trained as
-    ``train(data=data, config=configs[k])`` would train it. At each of its checkpoints
+    ``data.train.X`` (n, d) in the configurations' dtype, labels (n,); each member is an
+    MLP with layer sizes [d, *hidden, c] (c = 10 classes). ``configs`` (K >= 1) must
+    agree on ``SHARED_FIELDS``; member k is trained as ``train(data=data,
+    config=configs[k])`` would train it, up to float rounding. At each of its checkpoints
     member k's callback ``callbacks[k]`` gets its Checkpoint (returning True stops it,
     reason "stopped"); then ``group_callback`` gets {member: Checkpoint} of the members
     checkpointed at that step and still training, and returns the members to stop
