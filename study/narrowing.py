@@ -4,7 +4,7 @@ The next stage's range is the span of log10 λ of the top-k completed trials, wi
 each side by ``margin`` times the previous width, clipped to the previous range. If that
 is not at most ``max_ratio`` of the previous width (the top trials are spread over the
 whole range), a window of exactly ``max_ratio`` of the width is centred on the best trial
-and shifted inside the previous range. So whatever the trials:
+and shifted inside the previous range. So whatever the trials (unless extended, below):
 
 - the new range lies inside the previous one and is strictly narrower, and
 - it contains the best completed trial (which lies in the previous range, since the
@@ -16,10 +16,11 @@ so far (the current one included), when the best completed trial lies in the *ou
 tenth* of the current range on a side (within ``OUTER_FRACTION`` of its width from that
 edge, edge included) and that side is *at the searched edge* (the current range's edge
 on that side is the outermost searched there: ``high >= searched[1]``, resp. ``low <=
-searched[0]``), the next range is *extended*: the ``max_ratio`` window centred on the
-best trial, as the capped rule uses, but not shifted back inside. It keeps the width the
-evidence asks for (the optimum may lie beyond, so the range stays wide rather than
-closing in on the edge), is strictly narrower, contains the best trial, reaches past that
+searched[0]``; for the first narrowing ``searched`` is the coarse range itself, so
+either side qualifies), the next range is *extended*: the ``max_ratio`` window centred
+on the best trial, as the capped rule uses, but not shifted back inside. It stays as
+wide as the rules allow (the optimum may lie beyond the edge, so the range keeps room to
+find it rather than closing in on the edge), is strictly narrower, contains the best trial, reaches past that
 edge by 0.3 to 0.4 of the current width (at most half its own width), and its other side
 stays inside the current range. It is flagged ``extended``.
 
