@@ -20,9 +20,9 @@ searched[0]``; for the first narrowing ``searched`` is the coarse range itself, 
 either side qualifies), the next range is *extended*: the ``max_ratio`` window centred
 on the best trial, as the capped rule uses, but not shifted back inside. It stays as
 wide as the rules allow (the optimum may lie beyond the edge, so the range keeps room to
-find it rather than closing in on the edge), is strictly narrower, contains the best trial, reaches past that
-edge by 0.3 to 0.4 of the current width (at most half its own width), and its other side
-stays inside the current range. It is flagged ``extended``.
+find it rather than closing in on the edge), is strictly narrower, contains the best
+trial, reaches past that edge by 0.3 to 0.4 of the current width (at most half its own
+width), and its other side stays inside the current range. It is flagged ``extended``.
 
 Which edge counts after an extension: an extended stage's outer edge becomes the searched
 edge on that side (it is the highest high, resp. lowest low, so far), so a next stage
