@@ -1,5 +1,6 @@
 """The k-layer fully connected network on CIFAR-10: data, layers, model, gradient check,
-training. Imports nothing else of kmlp's but the error root, ``kmlp.errors``."""
+training, and lockstep training of networks that differ only in λ (``train_lockstep``).
+Imports nothing else of kmlp's but the error root, ``kmlp.errors``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from kmlp.network.data import (
     resolve_data_dir,
 )
 from kmlp.network.errors import ConfigError, DataError, DivergenceError, KmlpNetworkError
+from kmlp.network.lockstep import train_lockstep
+from kmlp.network.lockstep_result import (
+    SHARED_FIELDS,
+    GroupCallback,
+    LockstepResult,
+    MemberResult,
+)
 from kmlp.network.model import MLP
 from kmlp.network.persist import load_model, save_model
 from kmlp.network.schedule import cyclical_lr
@@ -23,12 +31,16 @@ from kmlp.network.training import Checkpoint, TrainResult, train
 __all__ = [
     "DEFAULT_BLAS_THREADS",
     "MLP",
+    "SHARED_FIELDS",
     "Checkpoint",
     "ConfigError",
     "DataError",
     "Dataset",
     "DivergenceError",
+    "GroupCallback",
     "KmlpNetworkError",
+    "LockstepResult",
+    "MemberResult",
     "Split",
     "TrainConfig",
     "TrainResult",
@@ -44,4 +56,5 @@ __all__ = [
     "resolve_data_dir",
     "save_model",
     "train",
+    "train_lockstep",
 ]

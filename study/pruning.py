@@ -17,6 +17,11 @@ one-cycle warm-up and two cycles, each trial is judged once, halfway, against al
 stage's trials so far (pruned ones included, so the median is not that of survivors).
 Peers come from the same stage only: earlier stages' trials, from wider ranges, would
 make the median too easy to beat.
+
+Successive halving (``halving_rule``) is the alternative for a lockstep group, whose
+members all reach each cycle end together: at a decision point the worse half of the
+group stops, the better half trains on. It compares members with each other at the same
+step, so it needs no finished peers and prunes from the first decision point on.
 """
 
 from __future__ import annotations
@@ -49,6 +54,33 @@ def median_rule(
     if len(values) < n_startup:
         return False
     return value < statistics.median(values)
+
+
+def halving_rule(
+    *, values: Mapping[int, float], min_group: int = 1, reduction: int = 2
+) -> frozenset[int]:
+    """Members of a lockstep group to stop at a decision point: the worse part.
+
+    ``values`` maps each member still training to its accuracy at this step. The best
+    ceil(n / reduction) are kept (n = 5, reduction 2: keep 3, stop 2), but never fewer
+    than ``min_group`` and never a member tied with a kept one (a tie at the cut keeps
+    every tied member, so fewer stop). A NaN accuracy ranks below every number and ties
+    with other NaNs (so if a NaN would be kept, nothing stops). Returns the stopped
+    members' keys.
+    """
+    if min_group < 1 or reduction < 2:
+        raise ValueError("need min_group >= 1 and reduction >= 2")
+    n = len(values)
+    if n == 0 or all(math.isnan(v) for v in values.values()):
+        return frozenset()
+    keep = max(math.ceil(n / reduction), min_group)
+    if keep >= n:
+        return frozenset()
+    ranked = sorted(values.values(), key=lambda v: -math.inf if math.isnan(v) else v, reverse=True)
+    cut = ranked[keep - 1]
+    if math.isnan(cut):  # a NaN is kept, and NaNs tie with each other: keep them all
+        return frozenset()
+    return frozenset(m for m, v in values.items() if math.isnan(v) or v < cut)
 
 
 class StageMedianPruner(optuna.pruners.BasePruner):
