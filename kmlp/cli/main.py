@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import kmlp
-from kmlp.cli import dashboard_cmd, data_cmd, gradcheck_cmd, study_cmd, train_cmd
+from kmlp.cli import dashboard_cmd, data_cmd, gradcheck_cmd, proxy_cmd, study_cmd, train_cmd
 from kmlp.errors import KmlpError
 
 
@@ -111,6 +111,14 @@ COMMANDS: tuple[Command, ...] = (
         dashboard_cmd.run_report,
         "Write the search figure as PNG and interactive HTML, the best trial's curves and a "
         "markdown summary.",
+    ),
+    Command(
+        "storage-proxy",
+        "serve the study database to many workers through Optuna's gRPC storage proxy",
+        proxy_cmd.add_arguments,
+        proxy_cmd.run,
+        "Run Optuna's gRPC storage proxy in front of the study database; workers then use "
+        "--storage grpc://HOST:PORT and hold no database connection of their own.",
     ),
 )
 
