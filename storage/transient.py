@@ -47,11 +47,12 @@ def transient_reason(exc: BaseException) -> str | None:
 
 
 def grpc_failure(exc: BaseException) -> str | None:
-    """The details of a gRPC error that is not an outage (e.g. the proxy gave up), or None."""
-    for e in _chain(exc):
-        if _is_grpc_error(e):
-            return _grpc_details(e)
-    return None
+    """The details of ``exc`` if it is a raw gRPC error (e.g. the proxy gave up), else None.
+
+    Optuna's client turns the codes it knows into KeyError etc. (the RpcError as their
+    cause); those are not failures.
+    """
+    return _grpc_details(exc) if _is_grpc_error(exc) else None
 
 
 def _driver_transient(orig: BaseException | None) -> bool:

@@ -1,0 +1,136 @@
+"""Processes that use a study storage as kmlp's workers do, for lock, outage and load tests.
+
+Run as ``python -m tests.helpers.storage_procs COMMAND ...`` (``databases.spawn``):
+
+- ``hold URL NAME --seconds S --status FILE``: take lock NAME, hold it for S seconds,
+  calling ``check()`` every 0.1 s; writes ``held``, then ``released`` or ``lost`` lines.
+- ``acquire URL NAME --status FILE``: take lock NAME, write ``acquired``, release.
+- ``count URL NAME COUNTER N``: N times, under lock NAME, read-increment-write a file.
+- ``trials URL STUDY --budget B``: a worker's loop: under the lock (named STUDY), count
+  the study's trials and, below the budget, create one (``check()`` before and after);
+  then "train" 0.1 s with a heartbeat thread and tell it COMPLETE. Prints ``done N``.
+- ``busy URL STUDY --seconds S``: ``trials`` with an endless budget for S seconds.
+
+Status lines are ``WORD UNIX_TIME`` appended to the status file. The lease comes from
+``$KMLP_LOCK_LEASE``, the outage timeout from ``$KMLP_STORAGE_RETRY``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from kmlp.storage import HeartbeatSettings, LockLost, open_storage, storage_lock
+from kmlp.study.heartbeat import Heartbeat
+
+
+def _status(path: str, word: str) -> None:
+    with open(path, "a") as handle:
+        handle.write(f"{word} {time.time():.3f}\n")
+
+
+def hold(args: argparse.Namespace) -> None:
+    storage = open_storage(args.url, create=False)
+    with storage_lock(storage, name=args.name) as lock:
+        _status(args.status, "held")
+        end = time.monotonic() + args.seconds
+        while time.monotonic() < end:
+            time.sleep(0.1)
+            try:
+                lock.check()
+            except LockLost:
+                _status(args.status, "lost")
+                return
+    _status(args.status, "released")
+
+
+def acquire(args: argparse.Namespace) -> None:
+    storage = open_storage(args.url, create=False)
+    _status(args.status, "waiting")
+    with storage_lock(storage, name=args.name) as lock:
+        lock.check()
+        _status(args.status, "acquired")
+
+
+def count(args: argparse.Namespace) -> None:
+    storage = open_storage(args.url, create=False)
+    path = Path(args.counter)
+    for _ in range(args.n):
+        with storage_lock(storage, name=args.name) as lock:
+            value = int(path.read_text())
+            time.sleep(0.002)  # widen the race window
+            lock.check()
+            path.write_text(str(value + 1))
+
+
+def trials(args: argparse.Namespace) -> None:
+    heartbeat = HeartbeatSettings(interval=1, grace_period=60)
+    storage = open_storage(args.url, create=False, heartbeat=heartbeat)
+    study = optuna.load_study(study_name=args.study, storage=storage)
+    end = time.monotonic() + args.seconds if args.seconds else None
+    done = 0
+    while end is None or time.monotonic() < end:
+        with storage_lock(storage, name=args.study) as lock:
+            live = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
+            if len(live) >= args.budget:
+                break
+            lock.check()
+            trial = study.ask()
+            try:
+                lock.check()
+            except LockLost:  # lost while creating: fail the trial (the budget stays exact)
+                study.tell(trial, state=TrialState.FAIL)
+                print("lost the lock while creating a trial", file=sys.stderr, flush=True)
+                continue
+        storage.record_heartbeat(trial._trial_id)
+        trial.set_user_attr("worker", os.getpid())
+        with Heartbeat(storage, trial._trial_id, heartbeat.interval):
+            time.sleep(0.1)
+        study.tell(trial, float(trial.number))
+        done += 1
+        print(f"done {done} {time.time():.3f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ask() warns that heartbeats are meant for optimize(); kmlp's workers beat themselves.
+    warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+    parser = argparse.ArgumentParser(prog="storage_procs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("hold")
+    p.add_argument("url")
+    p.add_argument("name")
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--status", required=True)
+    p.set_defaults(func=hold)
+    p = sub.add_parser("acquire")
+    p.add_argument("url")
+    p.add_argument("name")
+    p.add_argument("--status", required=True)
+    p.set_defaults(func=acquire)
+    p = sub.add_parser("count")
+    p.add_argument("url")
+    p.add_argument("name")
+    p.add_argument("counter")
+    p.add_argument("n", type=int)
+    p.set_defaults(func=count)
+    for name in ("trials", "busy"):
+        p = sub.add_parser(name)
+        p.add_argument("url")
+        p.add_argument("study")
+        p.add_argument("--budget", type=int, default=10**9)
+        p.add_argument("--seconds", type=float, default=0)
+        p.set_defaults(func=trials)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
