@@ -82,9 +82,14 @@ def fresh_postgres_database() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def storage_proxy(storage_url: str, *, threads: int = 8) -> Iterator[str]:
-    """Run ``kmlp storage-proxy`` on ``storage_url``; yields ``grpc://127.0.0.1:PORT``."""
-    port = free_port()
+def storage_proxy(
+    storage_url: str, *, threads: int = 8, port: int | None = None, err: list[str] | None = None
+) -> Iterator[str]:
+    """Run ``kmlp storage-proxy`` on ``storage_url``; yields ``grpc://127.0.0.1:PORT``.
+
+    ``err``, if given, receives the proxy's stderr lines once it has stopped.
+    """
+    port = port or free_port()
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "kmlp", "storage-proxy", "--storage", storage_url),
@@ -109,6 +114,8 @@ def storage_proxy(storage_url: str, *, threads: int = 8) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if err is not None and proc.stderr is not None:
+            err.extend(proc.stderr.read().splitlines())
 
 
 def _listening(port: int) -> bool:

@@ -9,7 +9,11 @@ Run as ``python -m tests.helpers.storage_procs COMMAND ...`` (``databases.spawn`
 - ``trials URL STUDY --budget B``: a worker's loop: under the lock (named STUDY), count
   the study's trials and, below the budget, create one (``check()`` before and after);
   then "train" 0.1 s with a heartbeat thread and tell it COMPLETE. Prints ``done N``.
-- ``busy URL STUDY --seconds S``: ``trials`` with an endless budget for S seconds.
+- ``busy URL STUDY --seconds S [--tag TAG] [--readers K]``: ``trials`` with an endless
+  budget for S seconds, plus K threads reading the study every 10 ms (as a publishing
+  thread would); PostgreSQL connections named ``TAG-PID`` (``application_name``).
+- ``launch URL STUDY --at T``: at Unix time T, open the storage to create it and create
+  the study under its lock, as ``kmlp launch`` does; prints ``ok``.
 
 Status lines are ``WORD UNIX_TIME`` appended to the status file. The lease comes from
 ``$KMLP_LOCK_LEASE``, the outage timeout from ``$KMLP_STORAGE_RETRY``.
@@ -20,12 +24,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from kmlp.storage import HeartbeatSettings, LockLost, open_storage, storage_lock
 from kmlp.study.heartbeat import Heartbeat
@@ -72,9 +78,16 @@ def count(args: argparse.Namespace) -> None:
 
 def trials(args: argparse.Namespace) -> None:
     heartbeat = HeartbeatSettings(interval=1, grace_period=60)
-    storage = open_storage(args.url, create=False, heartbeat=heartbeat)
+    url = args.url
+    if args.tag:
+        name = f"{args.tag}-{os.getpid()}"
+        url = make_url(url).update_query_dict({"application_name": name})
+        url = url.render_as_string(hide_password=False)
+    storage = open_storage(url, create=False, heartbeat=heartbeat)
     study = optuna.load_study(study_name=args.study, storage=storage)
     end = time.monotonic() + args.seconds if args.seconds else None
+    for _ in range(args.readers):
+        threading.Thread(target=_read_until, args=(storage, study, end), daemon=True).start()
     done = 0
     while end is None or time.monotonic() < end:
         with storage_lock(storage, name=args.study) as lock:
@@ -96,6 +109,22 @@ def trials(args: argparse.Namespace) -> None:
         study.tell(trial, float(trial.number))
         done += 1
         print(f"done {done} {time.time():.3f}", flush=True)
+
+
+def launch(args: argparse.Namespace) -> None:
+    while time.time() < args.at:  # start together with the other launchers
+        pass
+    storage = open_storage(args.url, create=True)
+    with storage_lock(storage, name=args.study):
+        optuna.create_study(study_name=args.study, storage=storage, load_if_exists=True)
+    print("ok", flush=True)
+
+
+def _read_until(storage: object, study: optuna.Study, end: float | None) -> None:
+    while end is None or time.monotonic() < end:
+        study.get_trials(deepcopy=False)
+        study.user_attrs  # noqa: B018 - a read of its own
+        time.sleep(0.01)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,7 +156,14 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("study")
         p.add_argument("--budget", type=int, default=10**9)
         p.add_argument("--seconds", type=float, default=0)
+        p.add_argument("--tag", default="")
+        p.add_argument("--readers", type=int, default=0)
         p.set_defaults(func=trials)
+    p = sub.add_parser("launch")
+    p.add_argument("url")
+    p.add_argument("study")
+    p.add_argument("--at", type=float, required=True)
+    p.set_defaults(func=launch)
     args = parser.parse_args(argv)
     args.func(args)
 
