@@ -64,6 +64,13 @@ def open_grpc(
 ) -> ResilientStorage:
     """A client of the ``kmlp storage-proxy`` at ``url``; StorageError if none answers."""
     host, port = grpc_address(url)
+    try:  # a refused port fails now; gRPC would keep retrying it until the timeout
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise StorageError(
+            f"no storage proxy answers at {url} ({exc.strerror or exc}); start one with: "
+            f"kmlp storage-proxy --storage DATABASE_URL --port {port}"
+        ) from None
     with quiet_experimental():
         proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
     try:

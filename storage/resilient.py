@@ -357,8 +357,19 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
         )
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """Optuna's stale trials, except just after our own outage.
+
+        For a grace period after this process last failed to reach the storage, nothing is
+        stale: an outage everybody shared stopped everybody's heartbeats, and the workers
+        need that long to beat again (otherwise every trial running through an outage
+        longer than the grace period would be failed when the database returns).
+        """
         inner = self._heartbeat()
-        if inner is None:
+        interval = self.get_heartbeat_interval()
+        if inner is None or interval is None:
+            return []
+        grace = getattr(self.rdb, "grace_period", None) or 2 * interval
+        if self._retry.seconds_since_failure() < grace:
             return []
         return self._run("read heartbeats", lambda: inner._get_stale_trial_ids(study_id))
 

@@ -77,6 +77,7 @@ class _Outage:
         self.label = label
         self.started: float | None = None
         self.announced_at: float | None = None
+        self.last_failure: float | None = None
         self.failures = 0
         self.guard = threading.Lock()
 
@@ -85,6 +86,7 @@ class _Outage:
         now = time.monotonic()
         with self.guard:
             self.failures += 1
+            self.last_failure = now
             if self.started is None:
                 self.started = now
             started = self.started
@@ -131,6 +133,11 @@ class Retrier:
     def failures(self) -> int:
         """Failed attempts this process has seen on this storage (grows during outages)."""
         return self._outage.failures
+
+    def seconds_since_failure(self) -> float:
+        """Seconds since this process last failed to reach the storage (inf: never)."""
+        last = self._outage.last_failure
+        return float("inf") if last is None else time.monotonic() - last
 
     @contextlib.contextmanager
     def fenced(self, check: Callable[[], None]) -> Iterator[None]:

@@ -20,6 +20,18 @@ _PG_TRANSIENT = {"40001", "40P01", "53300", "57P01", "57P02", "57P03"}
 # MySQL/MariaDB client and server error numbers: 1040 too many connections, 1205 lock
 # wait timeout, 1213 deadlock, 2002/2003 cannot connect, 2006 gone away, 2013 lost.
 _MYSQL_TRANSIENT = {1040, 1205, 1213, 2002, 2003, 2006, 2013}
+# libpq reports a server's refusal at connection time as text ("FATAL:  ...") without a
+# SQLSTATE; these refusals pass, the others (no such database or role, bad password) stay.
+_PG_FATAL_TRANSIENT = (
+    "too many clients",
+    "remaining connection slots",
+    "starting up",
+    "shutting down",
+    "in recovery",
+    "not yet accepting connections",
+    "administrator command",
+    "terminating connection",
+)
 
 
 def describe(exc: BaseException) -> str:
@@ -62,9 +74,11 @@ def _driver_transient(orig: BaseException | None) -> bool:
     name = type(orig).__name__
     if module in ("psycopg", "psycopg2"):
         state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-        if name in ("OperationalError", "InterfaceError") and (state is None or state[:2] == "08"):
-            return True  # no SQLSTATE: the client lost (or never got) the connection
-        return state in _PG_TRANSIENT
+        if name in ("OperationalError", "InterfaceError") and state is None:
+            # The client lost (or never got) the connection, unless the server refused it.
+            text = str(orig)
+            return "FATAL:" not in text or any(p in text for p in _PG_FATAL_TRANSIENT)
+        return state is not None and (state[:2] == "08" or state in _PG_TRANSIENT)
     if module == "sqlite3":
         text = str(orig).lower()
         return name == "OperationalError" and ("database is locked" in text or "is locked" in text)

@@ -10,7 +10,14 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from kmlp.storage import LockSettings, RetrySettings, StorageError, open_storage, storage_lock
+from kmlp.storage import (
+    HeartbeatSettings,
+    LockSettings,
+    RetrySettings,
+    StorageError,
+    open_storage,
+    storage_lock,
+)
 from kmlp.storage.resilient import TOKEN_KEY
 from tests.helpers.databases import PG_URL, needs_pg, spawn, wait_for
 from tests.helpers.tcp_proxy import TcpProxy
@@ -170,3 +177,23 @@ def test_lock_rides_out_an_outage_longer_than_its_lease(proxy, study_name, tmp_p
 
 
 _LEASE_2 = {"KMLP_LOCK_LEASE": "2"}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # ask() with heartbeats, as kmlp does
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_no_trial_is_stale_right_after_our_own_outage(proxy, study_name):
+    """An outage longer than the grace period stops every heartbeat; a worker back from it
+    does not fail the trials of the others, who are coming back too."""
+    beats = HeartbeatSettings(interval=1, grace_period=2)
+    retry = RetrySettings(timeout=60, first_delay=0.1, max_delay=0.5)
+    storage = open_storage(proxy.url(PG_URL), heartbeat=beats, retry=retry)
+    study = optuna.create_study(study_name=study_name, storage=storage)
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    proxy.cut_for(4.0)
+    storage.get_all_studies()  # stalls through the outage
+    never_cut = open_storage(PG_URL, heartbeat=beats)
+    assert never_cut._get_stale_trial_ids(study._study_id) == [trial._trial_id]
+    assert storage._get_stale_trial_ids(study._study_id) == []
+    optuna.storages.fail_stale_trials(study)
+    assert storage.get_trial(trial._trial_id).state == TrialState.RUNNING
