@@ -38,7 +38,21 @@ What holds:
 - Clocks: each process's monotonic clock only; their rates are assumed equal.
 
 Cost per acquisition: one ticket (a trial row and three attribute rows) and about five
-short transactions; waiters poll every 10 to 500 ms.
+short transactions (about 12 ms on a local SQLite or PostgreSQL); waiters poll every 10
+to 500 ms. A worker that only waits should read without the lock first and take it only
+when it has something to write.
+
+Use (a worker's claim step)::
+
+    with storage_lock(storage, name=study.study_name) as lock:
+        ...                                     # read stages and trials, decide
+        lock.check()                            # before each write
+        study.set_user_attr("stages", records)
+        trial = study.ask()
+        try:
+            lock.check()                        # after creating: still ours?
+        except LockLost:
+            study.tell(trial, state=TrialState.FAIL)   # frees the slot; decide again
 """
 
 from __future__ import annotations

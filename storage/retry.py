@@ -81,15 +81,22 @@ class _Outage:
         self.failures = 0
         self.guard = threading.Lock()
 
-    def failed(self, reason: str, settings: RetrySettings, err: TextIO | None) -> None:
-        """Record a failed attempt; announce a new outage once; give up past the timeout."""
+    def failed(
+        self, reason: str, settings: RetrySettings, err: TextIO | None, *, since: float
+    ) -> None:
+        """Record a failed attempt; announce a new outage once; give up past the timeout.
+
+        ``since``: when the calling call first failed. It gives up once the outage, or
+        this call's own retrying (should other threads' successes keep resetting the
+        outage), has lasted the timeout.
+        """
         now = time.monotonic()
         with self.guard:
             self.failures += 1
             self.last_failure = now
             if self.started is None:
                 self.started = now
-            started = self.started
+            started = min(self.started, since)
             announce = self.announced_at is None or now - self.announced_at > ANNOUNCE_EVERY_S
             if announce:
                 self.announced_at = now
@@ -165,6 +172,7 @@ class Retrier:
         """
         attempt = 0
         maybe_landed = False
+        first_failure: float | None = None
         while True:
             try:
                 result = call()
@@ -177,7 +185,9 @@ class Retrier:
                 maybe_landed = maybe_landed or write
                 if self.settings.timeout <= 0:
                     raise StorageError(f"cannot {what} in {self.label}: {reason}") from None
-                self._outage.failed(reason, self.settings, self._err)
+                if first_failure is None:
+                    first_failure = time.monotonic()
+                self._outage.failed(reason, self.settings, self._err, since=first_failure)
                 time.sleep(self.settings.delay(attempt))
                 attempt += 1
                 if write and fence:
