@@ -59,7 +59,7 @@ from optuna.study._frozen import FrozenStudy  # get_all_studies' return type, no
 from optuna.trial import FrozenTrial, TrialState
 
 from kmlp.storage.errors import StorageError
-from kmlp.storage.locks import is_internal_study
+from kmlp.storage.locks import is_internal_study, lock_study_name
 from kmlp.storage.retry import Retrier, RetrySettings
 from kmlp.storage.urls import display_url
 
@@ -151,16 +151,31 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
         )
 
     def delete_study(self, study_id: int) -> None:
+        """Delete the study, and the tickets of its storage lock if it has any."""
         self._write("delete a study")
+        name = self.get_study_name_from_id(study_id)
 
         def settle(exc: BaseException) -> None:
             if isinstance(exc, KeyError):
                 return None  # the earlier attempt deleted it
             raise exc
 
-        self._run(
-            "delete a study", lambda: self._inner.delete_study(study_id), write=True, settle=settle
-        )
+        for sid in (study_id, self._lock_study_id(name)):
+            if sid is not None:
+                self._run(
+                    "delete a study",
+                    lambda sid=sid: self._inner.delete_study(sid),
+                    write=True,
+                    settle=settle,
+                )
+
+    def _lock_study_id(self, name: str) -> int | None:
+        if is_internal_study(name):
+            return None
+        try:
+            return self.get_study_id_from_name(lock_study_name(name))
+        except KeyError:
+            return None
 
     def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
         self._write("set a study attribute")

@@ -21,14 +21,18 @@ from kmlp.storage import (
     storage_lock,
     study_names,
 )
+from kmlp.storage.locks import lock_study_name
 from tests.helpers.databases import PG_URL, needs_pg, spawn, storage_proxy, wait_for
 
 LEASE = 2.0  # seconds; processes start in 1-3 s on a busy machine, SIGSTOP lasts longer
 
 
 @contextlib.contextmanager
-def backend_url(kind: str, tmp_path: Path) -> Iterator[str]:
-    """A study storage of ``kind``: a SQLite file, PostgreSQL, or the proxy on SQLite."""
+def backend_url(kind: str, tmp_path: Path, lock: str) -> Iterator[str]:
+    """A study storage of ``kind``: a SQLite file, PostgreSQL, or the proxy on SQLite.
+
+    On the shared PostgreSQL, the study holding ``lock``'s tickets is deleted afterwards.
+    """
     sqlite = f"sqlite:///{tmp_path / 'lock.db'}"
     if kind == "sqlite":
         open_storage(sqlite).close()
@@ -36,7 +40,11 @@ def backend_url(kind: str, tmp_path: Path) -> Iterator[str]:
     elif kind == "postgresql":
         if not PG_URL:
             pytest.skip("set KMLP_TEST_POSTGRES_URL to a PostgreSQL URL")
-        yield PG_URL
+        try:
+            yield PG_URL
+        finally:
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=lock_study_name(lock), storage=PG_URL)
     else:
         with storage_proxy(sqlite) as url:
             yield url
@@ -87,7 +95,7 @@ def test_lock_excludes_other_processes(kind, tmp_path):
     counter = tmp_path / "counter.txt"
     counter.write_text("0")
     name = f"count-{uuid.uuid4().hex[:8]}"
-    with backend_url(kind, tmp_path) as url:
+    with backend_url(kind, tmp_path, name) as url:
         procs = [spawn("count", url, name, str(counter), "15") for _ in range(3)]
         for p in procs:
             _, err = p.communicate(timeout=300)
@@ -106,6 +114,9 @@ def test_lock_study_is_hidden_from_study_lists(tmp_path):
     raw = optuna.storages.RDBStorage(storage.url)
     tickets = optuna.load_study(study_name="kmlp-lock:visible", storage=raw).get_trials()
     assert [t.state.name for t in tickets] == ["COMPLETE"]
+    # Deleting the study through kmlp deletes its lock's tickets too.
+    optuna.delete_study(study_name="visible", storage=storage)
+    assert [s.study_name for s in raw.get_all_studies()] == []
 
 
 # --- leases ---------------------------------------------------------------------------
@@ -117,7 +128,7 @@ def test_stopped_holder_loses_the_lock_after_the_lease(kind, tmp_path):
     env = {"KMLP_LOCK_LEASE": str(LEASE)}
     name = f"lease-{uuid.uuid4().hex[:8]}"
     holder_status, waiter_status = tmp_path / "holder", tmp_path / "waiter"
-    with backend_url(kind, tmp_path) as url:
+    with backend_url(kind, tmp_path, name) as url:
         holder = spawn(
             "hold", url, name, "--seconds", "120", "--status", str(holder_status), env=env
         )
@@ -147,7 +158,7 @@ def test_live_holder_keeps_the_lock_beyond_the_lease(kind, tmp_path):
     env = {"KMLP_LOCK_LEASE": "1"}
     name = f"renew-{uuid.uuid4().hex[:8]}"
     holder_status, waiter_status = tmp_path / "holder", tmp_path / "waiter"
-    with backend_url(kind, tmp_path) as url:
+    with backend_url(kind, tmp_path, name) as url:
         holder = spawn("hold", url, name, "--seconds", "3", "--status", str(holder_status), env=env)
         wait_for(lambda: "held" in _lines(holder_status), 60, "the holder to take the lock")
         waiter = spawn("acquire", url, name, "--status", str(waiter_status), env=env)
