@@ -40,7 +40,7 @@ from kmlp.storage.locks import is_internal_study
 from kmlp.storage.resilient import ResilientStorage
 from kmlp.storage.retry import RetrySettings
 from kmlp.storage.schema import check_version, create_schema, quiet_experimental, require_schema
-from kmlp.storage.transient import describe
+from kmlp.storage.transient import describe, quiet_outage_logs
 from kmlp.storage.urls import (
     backend,
     display_url,
@@ -115,6 +115,7 @@ def open_database(
     if path is not None and not create and not path.is_file():
         raise StorageError(f"no study storage at {display_url(url)} ({path} does not exist)")
     in_memory = path is None and backend(url) == "sqlite"
+    quiet_outage_logs()
     hb: dict[str, Any] = {}
     if heartbeat is not None:
         hb = {

@@ -9,6 +9,7 @@ constraint, a bug) is reported at once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import sqlalchemy.exc
@@ -34,6 +35,46 @@ _PG_FATAL_TRANSIENT = (
 )
 
 
+# Phrases of drivers' messages for a lost or refused connection (for log records only,
+# where the exception object is gone).
+_DISCONNECT_PHRASES = (
+    "server closed the connection",
+    "connection failed",
+    "consuming input failed",
+    "terminating connection",
+    "connection refused",
+    "could not connect",
+    "the connection is closed",
+    "connection is lost",
+    "lost connection",
+    "gone away",
+    "database is locked",
+)
+
+
+class _OutageLogFilter(logging.Filter):
+    """Drops Optuna's "Caught an error from sqlalchemy ... Falling back" warning when the
+    error was a lost connection: the fallback query fails the same way and the outage is
+    then announced once, in one line, by ``storage.retry``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if not text.startswith("Caught an error from sqlalchemy"):
+            return True
+        lowered = text.lower()
+        return not any(phrase in lowered for phrase in _DISCONNECT_PHRASES)
+
+
+_FILTER = _OutageLogFilter()
+
+
+def quiet_outage_logs() -> None:
+    """Install the filter on Optuna's RDB storage logger (once per process)."""
+    logger = logging.getLogger("optuna.storages._rdb.storage")
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+
+
 def describe(exc: BaseException) -> str:
     """The first line of the most specific message in ``exc`` (the driver's, if any)."""
     for e in _chain(exc):
@@ -54,7 +95,7 @@ def transient_reason(exc: BaseException) -> str | None:
             if e.connection_invalidated or _driver_transient(e.orig):
                 return describe(e)
         if _is_grpc_error(e) and _grpc_transient(e):
-            return f"storage proxy unavailable ({_grpc_details(e)})"
+            return _grpc_details(e)
     return None
 
 
