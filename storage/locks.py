@@ -140,7 +140,6 @@ class LeasedLock:
         self._guard = threading.Lock()
         self._lost = False
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.ticket_id = self._new_ticket()
         self.number: int | None = None  # the ticket's place in line, read while waiting
         self.renewed_at = time.monotonic()
@@ -176,44 +175,46 @@ class LeasedLock:
         )
         return self._storage.create_new_trial(self._study_id, template)
 
-    def _renew(self) -> None:
+    def _renew(self, stop: threading.Event | None = None) -> None:
+        """Count the ticket's beat up; ``stop`` set: a renewal thread told to stop."""
         with self._guard:
             self._beats += 1
             beat = self._beats
+            ticket = self.ticket_id
         started = time.monotonic()
         try:
-            self._storage.set_trial_user_attr(self.ticket_id, BEAT, beat)
+            self._storage.set_trial_user_attr(ticket, BEAT, beat)
         except UpdateFinishedTrialError:
-            self._lost = True
+            if stop is None or not stop.is_set():  # not our own release racing us
+                self._lost = True
             return
         self.renewed_at = max(self.renewed_at, started)
 
-    def _renew_forever(self) -> None:
-        while not self._stop.wait(self.settings.renew_every) and not self._lost:
+    def _renew_forever(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.renew_every) and not self._lost:
             with contextlib.suppress(StorageError):  # the storage gave up: try next time
-                self._renew()
+                self._renew(stop)
 
     def _start_renewing(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._renew_forever, name=f"kmlp-lock-{self.ticket_id}", daemon=True
-        )
-        self._thread.start()
-
-    def _stop_renewing(self) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+        # One event per renewal thread: stopping needs no join (releasing stays fast), and
+        # a renewal still in flight when the ticket is finished is ignored.
+        self._stop = threading.Event()
+        threading.Thread(
+            target=self._renew_forever,
+            args=(self._stop,),
+            name=f"kmlp-lock-{self.ticket_id}",
+            daemon=True,
+        ).start()
 
     def _requeue(self) -> None:
         """Our waiting ticket was broken (we looked dead): queue again at the back."""
-        self._stop_renewing()
+        self._stop.set()
         self._lost = False
         self.ticket_id, self.number = self._new_ticket(), None
         self._start_renewing()
 
     def _finish(self, state: TrialState) -> None:
-        self._stop_renewing()
+        self._stop.set()
         values = [0.0] if state == TrialState.COMPLETE else None
         try:
             self._storage.set_trial_state_values(self.ticket_id, state, values)
