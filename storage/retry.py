@@ -12,6 +12,12 @@ raises one ``StorageError`` line naming the storage, how long it was unreachable
 Writes are fenced: before retrying a write, the calling thread's fences run (``fenced``;
 ``storage_lock`` installs its lease check), so a write is never retried for a lock holder
 that lost its lock meanwhile.
+
+Interrupts wait for the call: in the main thread, Ctrl-C (SIGINT) and SIGTERM, when their
+handlers raise in Python, are held while an attempt runs and delivered as soon as it
+returns (a second signal is delivered at once). An interrupt raised inside the database
+driver can leave a connection holding a SQLite lock in an open transaction; the process
+then waits on itself ("database is locked") until killed.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TextIO, TypeVar
+from types import FrameType
+from typing import Any, TextIO, TypeVar
 
 import sqlalchemy.exc
 from optuna.exceptions import StorageInternalError
@@ -175,7 +183,8 @@ class Retrier:
         first_failure: float | None = None
         while True:
             try:
-                result = call()
+                with interrupts_held():
+                    result = call()
             except Exception as exc:
                 reason = transient_reason(exc)
                 if reason is None:
@@ -221,3 +230,42 @@ class Retrier:
                 check()
         finally:
             self._local.in_fence = False
+
+
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM (Python handlers only) in the main thread for the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Callable[[int, FrameType | None], Any]] = {}
+    pending: list[tuple[int, FrameType | None]] = []
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        previous.clear()
+
+    def hold(number: int, frame: FrameType | None) -> None:
+        pending.append((number, frame))
+        if len(pending) > 1:  # asked twice: deliver now
+            handler = previous[number]
+            restore()
+            handler(number, frame)
+
+    for number in _HELD_SIGNALS:
+        handler = signal.getsignal(number)
+        if callable(handler):
+            previous[number] = handler
+            signal.signal(number, hold)
+    delivered = dict(previous)
+    try:
+        yield
+    finally:
+        restore()
+        if pending:
+            number, frame = pending[0]
+            delivered[number](number, frame)

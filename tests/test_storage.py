@@ -26,6 +26,7 @@ from kmlp.storage import (
     write_export,
 )
 from kmlp.storage.transient import describe, transient_reason
+from tests.helpers.databases import spawn
 
 PG_URL = os.environ.get("KMLP_TEST_POSTGRES_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="set KMLP_TEST_POSTGRES_URL to a PostgreSQL URL")
@@ -171,6 +172,14 @@ def test_a_wrong_database_is_no_outage():
     wrong = sqlalchemy.engine.make_url(PG_URL).set(database="kmlp_no_such_database")
     error = _error_of(lambda: sqlalchemy.create_engine(wrong).connect())
     assert transient_reason(error) is None and "does not exist" in describe(error)
+
+
+def test_ctrl_c_waits_for_the_storage_call_in_progress(tmp_path):
+    """Ctrl-C during a write: the write lands, then KeyboardInterrupt; no lock left held."""
+    proc = spawn("interrupt-write", f"sqlite:///{tmp_path / 'k.db'}")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["interrupted after: {'k': 1}", "free"]
 
 
 # --- the lock within one process ------------------------------------------------------------

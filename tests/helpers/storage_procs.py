@@ -12,6 +12,9 @@ Run as ``python -m tests.helpers.storage_procs COMMAND ...`` (``databases.spawn`
 - ``busy URL STUDY --seconds S [--tag TAG] [--readers K]``: ``trials`` with an endless
   budget for S seconds, plus K threads reading the study every 10 ms (as a publishing
   thread would); PostgreSQL connections named ``TAG-PID`` (``application_name``).
+- ``interrupt-write URL``: Ctrl-C (SIGINT) arrives while a write waits 1.5 s for a SQLite
+  lock held by another connection; prints ``interrupted after: {attrs}`` and ``free``
+  once another connection could write (no lock left behind).
 - ``launch URL STUDY --at T``: at Unix time T, open the storage to create it and create
   the study under its lock, as ``kmlp launch`` does; prints ``ok``.
 
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -127,6 +132,26 @@ def _read_until(storage: object, study: optuna.Study, end: float | None) -> None
         time.sleep(0.01)
 
 
+def interrupt_write(args: argparse.Namespace) -> None:
+    storage = open_storage(args.url)
+    study = optuna.create_study(study_name="interrupted", storage=storage)
+    path = make_url(args.url).database
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN EXCLUSIVE")
+    threading.Timer(1.5, blocker.execute, args=("COMMIT",)).start()
+    threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+    try:
+        study.set_user_attr("k", 1)  # waits for the blocker; Ctrl-C comes meanwhile
+    except KeyboardInterrupt:
+        reader = open_storage(args.url, read_only=True)
+        attrs = optuna.load_study(study_name="interrupted", storage=reader).user_attrs
+        print(f"interrupted after: {attrs}", flush=True)
+    other = sqlite3.connect(path, timeout=5)
+    other.execute("CREATE TABLE other_writer (x)")
+    other.commit()
+    print("free", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # ask() warns that heartbeats are meant for optimize(); kmlp's workers beat themselves.
@@ -159,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--tag", default="")
         p.add_argument("--readers", type=int, default=0)
         p.set_defaults(func=trials)
+    p = sub.add_parser("interrupt-write")
+    p.add_argument("url")
+    p.set_defaults(func=interrupt_write)
     p = sub.add_parser("launch")
     p.add_argument("url")
     p.add_argument("study")
