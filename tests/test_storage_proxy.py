@@ -64,17 +64,22 @@ def test_client_rides_out_a_proxy_restart(tmp_path, capsys):
     with storage_proxy(db, port=port) as url:
         storage = open_storage(url, retry=RetrySettings(timeout=60, max_delay=1.0))
         optuna.create_study(study_name="s", storage=storage)
-    restarted = threading.Event()
+    restarted, done = threading.Event(), threading.Event()
 
     def restart_later() -> None:
         time.sleep(3.0)
         with storage_proxy(db, port=port):
             restarted.set()
-            time.sleep(30)
+            done.wait(60)  # the proxy stops when the test is done with it
 
-    threading.Thread(target=restart_later, daemon=True).start()
-    started = time.monotonic()
-    names = [s.study_name for s in storage.get_all_studies()]  # stalls until the proxy is back
+    thread = threading.Thread(target=restart_later, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        names = [s.study_name for s in storage.get_all_studies()]  # stalls until it is back
+    finally:
+        done.set()
+        thread.join(timeout=60)
     assert names == ["s"] and restarted.is_set() and time.monotonic() - started >= 2.5
     err = capsys.readouterr().err
     assert err.count("unreachable") == 1 and f"grpc://127.0.0.1:{port}" in err
