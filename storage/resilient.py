@@ -113,6 +113,10 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
         """Failed attempts seen by this process on this storage (grows during outages)."""
         return self._retry.failures
 
+    def seconds_since_failure(self) -> float:
+        """Seconds since this process last failed to reach the storage (inf: never)."""
+        return self._retry.seconds_since_failure()
+
     def fenced(self, check: Callable[[], None]) -> contextlib.AbstractContextManager[None]:
         """Run ``check`` (it raises to refuse) before this thread retries a write."""
         return self._retry.fenced(check)
@@ -384,7 +388,7 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
         if inner is None or interval is None:
             return []
         grace = getattr(self.rdb, "grace_period", None) or 2 * interval
-        if self._retry.seconds_since_failure() < grace:
+        if self.seconds_since_failure() < grace:
             return []
         return self._run("read heartbeats", lambda: inner._get_stale_trial_ids(study_id))
 
