@@ -25,7 +25,7 @@ def open_existing_storage(storage_url: str | None) -> tuple[str, optuna.storages
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         raise DashboardError(f"no study storage at {display_url(url)} ({path} does not exist)")
-    storage = open_storage(url)
+    storage = open_storage(url, create=False)
     check_reachable(storage, url)
     return url, storage
 

@@ -17,7 +17,7 @@ def load(
     require_kmlp: bool = True,
 ) -> optuna.Study:
     """Load ``study_name``; StudyError if it does not exist (or is not a kmlp study)."""
-    rdb = storage if isinstance(storage, optuna.storages.RDBStorage) else None
+    rdb = storage if isinstance(storage, optuna.storages.BaseStorage) else None
     if rdb is None:
         rdb = open_storage(storage, heartbeat=heartbeat, create=False)
     try:

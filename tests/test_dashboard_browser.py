@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import STUDY, get_json, shared_study, start_dashboard, stop
+from tests.helpers.studies import STUDY, get_json, shared_study, start_dashboard, stop
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = (

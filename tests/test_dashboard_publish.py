@@ -1,7 +1,7 @@
 """The hooks that put curves, the search figure and the note into a study; artifact locations.
 
 The studies are launched with the library on synthetic data, with the hooks the CLI wires in
-(``tests.helpers.launch_published``); the dashboard and report tests read the same one.
+(``tests.helpers.studies.launch_published``); the dashboard and report tests read the same one.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from kmlp.dashboards.publish import (
 )
 from kmlp.dashboards.summary import HEADING
 from kmlp.study import launch, study_summary
-from tests.helpers import (
+from tests.helpers.studies import (
     DEMO_CONFIG,
     DEMO_SEARCH,
     HEARTBEAT,

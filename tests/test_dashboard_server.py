@@ -16,7 +16,7 @@ import pytest
 
 from kmlp.dashboards.publish import CURVES_FIGURE_ID, SEARCH_FIGURE_ID
 from kmlp.study.record import METRIC_NAME
-from tests.helpers import (
+from tests.helpers.studies import (
     DEMO_SEARCH,
     PG_URL,
     STUDY,

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.helpers import DATA, DEMO_SEARCH, STUDY, kmlp, launch_real, shared_study
+from tests.helpers.studies import DATA, DEMO_SEARCH, STUDY, kmlp, launch_real, shared_study
 
 
 def test_report_writes_page_summary_figures_and_curves(

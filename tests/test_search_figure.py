@@ -17,7 +17,7 @@ from kmlp.dashboards.summary import is_kmlp_note, summary_markdown
 from kmlp.network import TrainConfig
 from kmlp.study import SearchConfig, StudySummary, launch, study_summary
 from kmlp.study.commands import export_command
-from tests.helpers import HEARTBEAT, SyntheticSource
+from tests.helpers.studies import HEARTBEAT, SyntheticSource
 
 
 @pytest.fixture(scope="module")

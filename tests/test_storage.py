@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import optuna
 import pytest
@@ -17,6 +15,7 @@ import sqlalchemy
 from kmlp.storage import (
     DEFAULT_URL,
     HeartbeatSettings,
+    RetrySettings,
     StorageError,
     display_url,
     open_storage,
@@ -26,6 +25,8 @@ from kmlp.storage import (
     storage_lock,
     write_export,
 )
+from kmlp.storage.transient import describe, transient_reason
+from tests.helpers.databases import spawn
 
 PG_URL = os.environ.get("KMLP_TEST_POSTGRES_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="set KMLP_TEST_POSTGRES_URL to a PostgreSQL URL")
@@ -122,43 +123,66 @@ def test_storage_with_heartbeat_retries_stale_trials(tmp_path):
     assert retry.params == trial.params and retry.user_attrs["stage"] == 0
 
 
-# --- the cross-process lock -------------------------------------------------------------
+# --- riding out outages: what counts as one -----------------------------------------------
 
 
-def _count_under_lock(url: str, counter: str, n: int) -> None:
-    rdb = open_storage(url)
-    path = Path(counter)
-    for _ in range(n):
-        with storage_lock(rdb, name="counter"):
-            value = int(path.read_text())
-            time.sleep(0.002)  # widen the race window
-            path.write_text(str(value + 1))
+def test_retry_settings_from_env(monkeypatch):
+    monkeypatch.delenv("KMLP_STORAGE_RETRY", raising=False)
+    assert RetrySettings.from_env().timeout >= 120  # at least 2 minutes by default
+    monkeypatch.setenv("KMLP_STORAGE_RETRY", "0")
+    assert RetrySettings.from_env().timeout == 0
+    for bad in ("-1", "soon", "inf", "nan"):
+        monkeypatch.setenv("KMLP_STORAGE_RETRY", bad)
+        with pytest.raises(StorageError, match="KMLP_STORAGE_RETRY"):
+            RetrySettings.from_env()
+    delays = [RetrySettings().delay(i) for i in range(12)]
+    assert 0.15 < delays[0] < 0.25 and max(delays) <= 6.0
 
 
-def _race(url: str, tmp_path: Path, processes: int = 3, n: int = 15) -> int:
-    counter = tmp_path / "counter.txt"
-    counter.write_text("0")
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_count_under_lock, args=(url, str(counter), n)) for _ in range(processes)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-        assert p.exitcode == 0
-    return int(counter.read_text())
+def _error_of(call) -> BaseException:
+    try:
+        call()
+    except Exception as exc:
+        return exc
+    raise AssertionError("no error")
 
 
-def test_sqlite_lock_excludes_other_processes(tmp_path):
+def test_outages_are_told_from_real_errors(tmp_path):
+    refused = _error_of(
+        lambda: sqlalchemy.create_engine("postgresql://nobody@127.0.0.1:1/x").connect()
+    )
+    assert transient_reason(refused) is not None
     url = f"sqlite:///{tmp_path / 'k.db'}"
-    open_storage(url)
-    assert _race(url, tmp_path) == 3 * 15
+    locker = sqlalchemy.create_engine(url).raw_connection()
+    locker.execute("CREATE TABLE t (x)")
+    locker.commit()
+    locker.execute("BEGIN EXCLUSIVE")
+    engine = sqlalchemy.create_engine(url, connect_args={"timeout": 0.1})
+    locked = _error_of(lambda: engine.connect().exec_driver_sql("SELECT * FROM t").all())
+    assert transient_reason(locked) is not None and "locked" in describe(locked)
+    locker.rollback()
+    locker.close()
+    missing = _error_of(lambda: engine.connect().exec_driver_sql("SELECT * FROM nope").all())
+    assert transient_reason(missing) is None and describe(missing) == "no such table: nope"
 
 
 @needs_pg
-def test_postgres_lock_excludes_other_processes(tmp_path):
-    assert _race(PG_URL, tmp_path) == 3 * 15
+def test_a_wrong_database_is_no_outage():
+    assert PG_URL
+    wrong = sqlalchemy.engine.make_url(PG_URL).set(database="kmlp_no_such_database")
+    error = _error_of(lambda: sqlalchemy.create_engine(wrong).connect())
+    assert transient_reason(error) is None and "does not exist" in describe(error)
+
+
+def test_ctrl_c_waits_for_the_storage_call_in_progress(tmp_path):
+    """Ctrl-C during a write: the write lands, then KeyboardInterrupt; no lock left held."""
+    proc = spawn("interrupt-write", f"sqlite:///{tmp_path / 'k.db'}")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["interrupted after: {'k': 1}", "free"]
+
+
+# --- the lock within one process ------------------------------------------------------------
 
 
 def test_lock_excludes_threads_of_one_process(tmp_path):

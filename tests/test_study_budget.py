@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from kmlp.network import TrainConfig
 from kmlp.storage import HeartbeatSettings
 from kmlp.study import SearchConfig, launch
-from tests.helpers import SyntheticSource
+from tests.helpers.studies import SyntheticSource
 
 PG_URL = os.environ.get("KMLP_TEST_POSTGRES_URL")
 CONFIG = TrainConfig(hidden=(10,), n_s=10, cycles=2, checkpoints_per_cycle=4)

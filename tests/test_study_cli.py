@@ -19,7 +19,7 @@ from kmlp.network import TrainConfig
 from kmlp.storage import open_storage
 from kmlp.study import SearchConfig
 from kmlp.study.launch import prepare_study
-from tests.helpers import DATA, PG_URL, SMALL, kmlp, launch_real
+from tests.helpers.studies import DATA, PG_URL, SMALL, kmlp, launch_real
 
 OPTUNA = Path(sys.executable).with_name("optuna")
 needs_data = pytest.mark.skipif(not DATA, reason="set KMLP_DATA to the CIFAR-10 folder")

@@ -29,7 +29,7 @@ from kmlp.study.record import (
 )
 from kmlp.study.summary import summarize
 from kmlp.study.tables import format_summary
-from tests.helpers import HEARTBEAT, SyntheticSource
+from tests.helpers.studies import HEARTBEAT, SyntheticSource
 
 C, P, F, R = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING
 

@@ -12,7 +12,7 @@ from kmlp.network import TrainConfig
 from kmlp.storage import HeartbeatSettings, open_storage
 from kmlp.study import SearchConfig, StudyError, launch, run_worker
 from kmlp.study.launch import prepare_study
-from tests.helpers import SyntheticSource
+from tests.helpers.studies import SyntheticSource
 
 CONFIG = TrainConfig(hidden=(10,), n_s=10, cycles=2, checkpoints_per_cycle=5)
 HEARTBEAT = HeartbeatSettings(interval=1, grace_period=3)

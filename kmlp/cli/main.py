@@ -15,7 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import kmlp
-from kmlp.cli import dashboard_cmd, data_cmd, gradcheck_cmd, retrain_cmd, study_cmd, train_cmd
+from kmlp.cli import (
+    dashboard_cmd,
+    data_cmd,
+    gradcheck_cmd,
+    proxy_cmd,
+    retrain_cmd,
+    study_cmd,
+    train_cmd,
+)
 from kmlp.errors import KmlpError
 
 
@@ -117,6 +125,14 @@ COMMANDS: tuple[Command, ...] = (
         "Write report.html (title, best lambda, retrained test accuracy, stage table with how "
         "each range was chosen, search figure, best trial's curves; self-contained), "
         "summary.md, summary.json, search.png and the best trial's curves.",
+    ),
+    Command(
+        "storage-proxy",
+        "serve the study database to many workers through Optuna's gRPC storage proxy",
+        proxy_cmd.add_arguments,
+        proxy_cmd.run,
+        "Run Optuna's gRPC storage proxy in front of the study database; workers then use "
+        "--storage grpc://HOST:PORT and hold no database connection of their own.",
     ),
 )
 

@@ -1,0 +1,1 @@
+"""Shared test helpers (fault injection, real databases of our own, load scripts)."""
