@@ -12,7 +12,7 @@ from kmlp.study.errors import StudyError
 def load(
     study_name: str,
     *,
-    storage: str | optuna.storages.RDBStorage | None = None,
+    storage: str | optuna.storages.BaseStorage | None = None,
     heartbeat: HeartbeatSettings | None = None,
     require_kmlp: bool = True,
 ) -> optuna.Study:
@@ -35,9 +35,9 @@ def load(
     return study
 
 
-def only_study_name(storage: str | optuna.storages.RDBStorage | None) -> str:
+def only_study_name(storage: str | optuna.storages.BaseStorage | None) -> str:
     """The name of the one study in ``storage``; StudyError naming them if not exactly one."""
-    rdb = storage if isinstance(storage, optuna.storages.RDBStorage) else None
+    rdb = storage if isinstance(storage, optuna.storages.BaseStorage) else None
     if rdb is None:
         rdb = open_storage(storage, create=False)
     names = study_names(rdb)
