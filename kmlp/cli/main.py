@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import kmlp
+import kmlp.cli.reproduce_cmd as reproduce_cmd
 from kmlp.cli import dashboard_cmd, data_cmd, gradcheck_cmd, retrain_cmd, study_cmd, train_cmd
 from kmlp.errors import KmlpError
 
@@ -117,6 +118,15 @@ COMMANDS: tuple[Command, ...] = (
         "Write report.html (title, best lambda, retrained test accuracy, stage table with how "
         "each range was chosen, search figure, best trial's curves; self-contained), "
         "summary.md, summary.json, search.png and the best trial's curves.",
+    ),
+    Command(
+        "reproduce",
+        "run the method's published report and write it side by side with kmlp's numbers",
+        reproduce_cmd.add_arguments,
+        reproduce_cmd.run,
+        "Run the gradient check, the four networks, both coarse-to-fine searches, the "
+        "retrains and the init study (every run an Optuna trial; rerun to continue), then "
+        "write report.md, report.html, results.json and the figures.",
     ),
 )
 

@@ -1,0 +1,29 @@
+"""``kmlp reproduce``: the method's published report, run as one command.
+
+- ``published``: the published figures, as data, with where they come from;
+- ``plan``: the experiments built from them (full or quick);
+- ``record``: what a reproduction stores in Optuna (studies ``<prefix>/<kind>``);
+- ``runs``, ``gradients``, ``searches``: running and recording the experiments;
+- ``tasks``, ``pool``, ``run``: worker processes, the scheduler, progress;
+- ``results``: the measurements read back and compared with the published figures.
+
+Public entry points: :func:`reproduce` (run what is not finished), :func:`collect`
+(read the measurements back) and :func:`compare` (one row per published figure).
+"""
+
+from __future__ import annotations
+
+from kmlp.study.reproduce.plan import Plan, make_plan
+from kmlp.study.reproduce.results import Measurements, ResultRow, collect, compare
+from kmlp.study.reproduce.run import DEFAULT_PROCESSES, reproduce
+
+__all__ = [
+    "DEFAULT_PROCESSES",
+    "Measurements",
+    "Plan",
+    "ResultRow",
+    "collect",
+    "compare",
+    "make_plan",
+    "reproduce",
+]
