@@ -131,21 +131,33 @@ class _Scheduler:
         self.pending: set[str] = set()
         self.retrains_planned = False
         self.held: dict[str, str] = {}
-        fixed = [*plan.networks, *plan.init]
-        tasks = self._run_tasks(fixed)
-        searches = [s for s in plan.searches if not self._search_finished(s.kind)]
-        tasks += [
-            Task(id=s.kind, label=s.kind, study=plan.study_name(s.kind), search=s) for s in searches
-        ]
-        retrains = self._retrain_tasks() if not searches else None
-        if retrains is not None:
+        tasks, reused = self._run_tasks([*plan.networks, *plan.init])
+        searches = []
+        for spec in plan.searches:
+            summary = search_summary(rdb, plan.study_name(spec.kind))
+            done = summary.trials_done if summary is not None else 0
+            reused += done
+            if summary is None or not summary.finished:
+                searches.append(spec)
+                tasks.append(
+                    Task(
+                        id=spec.kind,
+                        label=spec.kind,
+                        done_before=done,
+                        study=plan.study_name(spec.kind),
+                        search=spec,
+                    )
+                )
+        expect: list[Task] = []
+        if searches:
+            expect = _retrain_guess(plan)
+        else:
+            retrains, done = self._retrain_tasks()
             tasks += retrains
+            reused += done
             self.retrains_planned = True
         self.initial = sorted(tasks, key=lambda t: -t.cost)
-        reused = len(fixed) - sum(t.units for t in tasks if t.search is None)
-        reused += sum(s.trials() for s in plan.searches if s not in searches)
-        expect = [] if retrains is not None else _retrain_guess(plan)
-        total_units = sum(t.units for t in tasks) + sum(t.units for t in expect)
+        total_units = sum(t.units for t in [*tasks, *expect])
         self.progress = Progress(
             total_units=total_units,
             total_cost=sum(t.cost for t in [*tasks, *expect]),
@@ -158,15 +170,16 @@ class _Scheduler:
         )
 
     # --- planning -------------------------------------------------------------------
-    def _run_tasks(self, specs: Iterable[RunSpec]) -> list[Task]:
+    def _run_tasks(self, specs: Iterable[RunSpec]) -> tuple[list[Task], int]:
+        """Tasks of the runs not finished yet, and how many are finished."""
         done: dict[str, dict[str, Any]] = {}
-        tasks = []
+        tasks, finished = [], 0
         for group in lockstep_groups(specs):
             kind = group[0].kind
             if kind not in done:
-                study = load_if_exists(self.rdb, self.plan.study_name(kind))
-                done[kind] = finished_runs(study)
+                done[kind] = finished_runs(load_if_exists(self.rdb, self.plan.study_name(kind)))
             todo = tuple(spec for spec in group if spec.key() not in done[kind])
+            finished += len(group) - len(todo)
             if todo:
                 label = todo[0].label if len(todo) == 1 else _group_label(todo)
                 tasks.append(
@@ -177,13 +190,13 @@ class _Scheduler:
                         runs=todo,
                     )
                 )
-        return tasks
+        return tasks, finished
 
     def _search_finished(self, kind: str) -> bool:
         summary = search_summary(self.rdb, self.plan.study_name(kind))
         return summary is not None and summary.finished
 
-    def _retrain_tasks(self) -> list[Task]:
+    def _retrain_tasks(self) -> tuple[list[Task], int]:
         best: dict[str, float | None] = {}
         for kind in SEARCHES:
             summary = search_summary(self.rdb, self.plan.study_name(kind))
@@ -229,7 +242,7 @@ class _Scheduler:
         if failed:
             self.errors.append(f"no retrain: search(es) {', '.join(failed)} did not finish")
             return
-        for task in self._retrain_tasks():
+        for task in self._retrain_tasks()[0]:
             self._submit(pool, task)
 
     def _handle(self, pool: Pool, event: tuple[Any, ...]) -> None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
 import socket
 import sys
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -88,16 +90,23 @@ def run_group(
                 stack.enter_context(Heartbeat(rdb, trial._trial_id, heartbeat_interval))
             results = _train(specs, data, callbacks, blas_threads)
         outcomes = []
-        for spec, trial, result in zip(specs, trials, results, strict=True):
-            outcomes.append(_finish(study, trial, spec, result, data, hooks, blas_threads))
-            told.add(trial.number)
+        # Trained runs are recorded whole: an interrupt now waits the seconds it takes,
+        # rather than throwing trained networks away.
+        with _interrupts_deferred():
+            for spec, trial, result in zip(specs, trials, results, strict=True):
+                outcomes.append(_finish(study, trial, spec, result, data, hooks, blas_threads))
+                told.add(trial.number)
         return outcomes
     except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:500]
         for trial in trials:
             if trial.number not in told:
                 with contextlib.suppress(Exception):
-                    trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+                    trial.set_user_attr("fail_reason", reason)
                     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        # and a trial claimed when the interrupt came, before it reached ``trials``
+        with contextlib.suppress(Exception):
+            fail_own(study)
         raise
 
 
@@ -154,6 +163,31 @@ def fail_stale(study: optuna.Study) -> list[int]:
                 study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
                 failed.append(trial.number)
     return failed
+
+
+def fail_own(study: optuna.Study) -> list[int]:
+    """Fail this process's RUNNING trials of ``study``."""
+    me = worker_id()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker") == me:
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            failed.append(trial.number)
+    return failed
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the body is done (main thread of a process only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _alive(pid: int) -> bool:

@@ -40,17 +40,20 @@ class Task:
     study: str
     runs: tuple[RunSpec, ...] = ()
     search: SearchSpec | None = None
+    done_before: int = 0  # a search's trials finished before this reproduction
 
     @property
     def units(self) -> int:
-        """Runs (trials) it holds."""
-        return self.search.trials() if self.search is not None else len(self.runs)
+        """Runs (trials) it has to do."""
+        if self.search is not None:
+            return max(0, self.search.trials() - self.done_before)
+        return len(self.runs)
 
     @property
     def cost(self) -> float:
         """Estimated update steps of one network it costs (for the ETA)."""
         if self.search is not None:
-            return float(self.search.steps())
+            return float(self.search.steps()) * self.units / max(1, self.search.trials())
         steps = float(sum(spec.steps() for spec in self.runs))
         return steps / LOCKSTEP_SPEEDUP if len(self.runs) > 1 else steps
 
