@@ -16,7 +16,7 @@ from kmlp.study.reproduce.plan import (
     lockstep_groups,
     make_plan,
 )
-from kmlp.study.reproduce.results import binomial_spread
+from kmlp.study.reproduce.rows import binomial_spread
 from kmlp.study.reproduce.run import _group_label
 
 

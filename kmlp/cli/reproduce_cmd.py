@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     command = _command(args, url)
     start = time.monotonic()
     try:
-        plan = reproduce(
+        outcome = reproduce(
             storage_url=url,
             quick=args.quick,
             data_dir=args.data,
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 130
     seconds = time.monotonic() - start
-    measurements = collect(storage=rdb, plan=plan)
+    measurements = collect(storage=rdb, plan=outcome.plan)
     rows = compare(measurements)
     written = write_report(
         measurements,
@@ -108,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
             command=command,
             storage=display_url(url),
             seconds=seconds,
+            ran=outcome.ran,
+            reused=outcome.reused,
             load=" ".join(f"{x:.2f}" for x in os.getloadavg()),
         ),
     )

@@ -13,13 +13,16 @@ Public entry points: :func:`reproduce` (run what is not finished), :func:`collec
 
 from __future__ import annotations
 
+from kmlp.study.reproduce.compare import compare
 from kmlp.study.reproduce.plan import Plan, make_plan
-from kmlp.study.reproduce.results import Measurements, ResultRow, collect, compare
-from kmlp.study.reproduce.run import DEFAULT_PROCESSES, reproduce
+from kmlp.study.reproduce.results import Measurements, collect
+from kmlp.study.reproduce.rows import ResultRow
+from kmlp.study.reproduce.run import DEFAULT_PROCESSES, Outcome, reproduce
 
 __all__ = [
     "DEFAULT_PROCESSES",
     "Measurements",
+    "Outcome",
     "Plan",
     "ResultRow",
     "collect",

@@ -31,7 +31,9 @@ class GradcheckCase:
     """One depth with or without BN: per-parameter comparison rows and gradient norms.
 
     ``rows``: dicts of ``GradCheckRow`` (name, shape, relative_error, ...);
-    ``gradient_norms``: init -> [||dJ/dW_1||, ..., ||dJ/dW_k||].
+    ``gradient_norms``: init -> [||dJ/dW_1||, ..., ||dJ/dW_k||];
+    ``small_eps_norms``: the same with batch norm's epsilon at ``GradcheckSpec.small_eps``
+    instead of kmlp's 1e-5 (BN networks only): what epsilon does to a small init.
     """
 
     layers: int
@@ -39,6 +41,7 @@ class GradcheckCase:
     hidden: tuple[int, ...]
     rows: tuple[dict[str, Any], ...]
     gradient_norms: dict[str, list[float]]
+    small_eps_norms: dict[str, list[float]]
 
     @property
     def largest_error(self) -> float:
@@ -67,24 +70,43 @@ def check_case(
     rows = gradient_check(net, X, y, spec.lam, h=spec.h)
     whole = np.asarray(data.train.X[: spec.norm_samples], dtype=np.float64)
     labels = data.train.y[: spec.norm_samples]
-    norms = {}
-    for init in spec.inits:
-        deep = MLP(
-            layer_sizes=[whole.shape[1], *hidden, 10],
-            batch_norm=batch_norm,
-            init=init,
-            seed=0,
-            dtype="float64",
-        )
-        grads = deep.gradients(whole, labels, 0.0)
-        norms[init] = [float(np.linalg.norm(grads[f"W{layer}"])) for layer in range(1, deep.k + 1)]
+    norms = {init: _norms(whole, labels, hidden, batch_norm, init) for init in spec.inits}
+    small = {}
+    if batch_norm:
+        small = {
+            init: _norms(whole, labels, hidden, batch_norm, init, bn_eps=spec.small_eps)
+            for init in spec.inits
+        }
     return GradcheckCase(
         layers=len(hidden) + 1,
         batch_norm=batch_norm,
         hidden=tuple(hidden),
         rows=tuple({**dataclasses.asdict(r), "shape": list(r.shape)} for r in rows),
         gradient_norms=norms,
+        small_eps_norms=small,
     )
+
+
+def _norms(
+    X: np.ndarray,
+    y: np.ndarray,
+    hidden: tuple[int, ...],
+    batch_norm: bool,
+    init: str,
+    *,
+    bn_eps: float = 1e-5,
+) -> list[float]:
+    """||dJ/dW_l||_F (data term only) for l = 1..k of a fresh network on X (n, d)."""
+    net = MLP(
+        layer_sizes=[X.shape[1], *hidden, 10],
+        batch_norm=batch_norm,
+        init=init,
+        seed=0,
+        dtype="float64",
+        bn_eps=bn_eps,
+    )
+    grads = net.gradients(X, y, 0.0)
+    return [float(np.linalg.norm(grads[f"W{layer}"])) for layer in range(1, net.k + 1)]
 
 
 def case_key(spec: GradcheckSpec, layers: int, batch_norm: bool) -> str:
@@ -111,6 +133,7 @@ def recorded_cases(
             hidden=tuple(trial.user_attrs["hidden"]),
             rows=tuple(trial.user_attrs["rows"]),
             gradient_norms=dict(trial.user_attrs["gradient_norms"]),
+            small_eps_norms=dict(trial.user_attrs.get("small_eps_norms") or {}),
         )
     return out
 
@@ -130,6 +153,7 @@ def record_case(
         trial.set_user_attr("hidden", list(case.hidden))
         trial.set_user_attr("rows", list(case.rows))
         trial.set_user_attr("gradient_norms", case.gradient_norms)
+        trial.set_user_attr("small_eps_norms", case.small_eps_norms)
         study.tell(trial, case.largest_error)
     except BaseException:
         with contextlib.suppress(Exception):

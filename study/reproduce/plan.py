@@ -110,7 +110,8 @@ class SearchSpec:
 @dataclass(frozen=True, kw_only=True)
 class GradcheckSpec:
     """The gradient check: depths x BN on ``samples`` images cut to ``dims`` features,
-    and gradient norms per layer on ``norm_samples`` whole images, for each init."""
+    and gradient norms per layer on ``norm_samples`` whole images, for each init (with
+    batch norm also at epsilon ``small_eps``)."""
 
     depths: Mapping[int, tuple[int, ...]]
     samples: int = 10
@@ -118,6 +119,7 @@ class GradcheckSpec:
     norm_samples: int = 100
     lam: float = 0.01
     h: float = 1e-5
+    small_eps: float = 1e-12  # batch norm's epsilon for the comparison norms (kmlp: 1e-5)
     inits: tuple[str, ...] = ("he", *(pub.sigma_label(s) for s in pub.SIGMAS))
 
     def cases(self) -> list[tuple[int, bool]]:

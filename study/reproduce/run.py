@@ -57,6 +57,15 @@ ABOUT = {
 }
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What one reproduction did: its plan, runs (trials) it trained, runs it reused."""
+
+    plan: Plan
+    ran: int
+    reused: int
+
+
 @dataclass
 class Progress:
     """Runs done of planned, time elapsed, time left from the cost done so far."""
@@ -94,10 +103,13 @@ def reproduce(
     blas_threads: int = DEFAULT_BLAS_THREADS,
     search_heartbeat: HeartbeatSettings | None = None,
     out: TextIO | None = None,
-) -> Plan:
+) -> Outcome:
     """Run what is not finished of the reproduction (``quick``: on small data) into the
-    storage; returns its plan. KeyboardInterrupt: running trials are failed (rerun next
-    time), finished ones kept. StudyError if a task failed (the others are kept)."""
+    storage; returns its plan and how many runs it trained and reused.
+
+    KeyboardInterrupt: running trials are failed (rerun next time), finished ones kept.
+    StudyError if a task failed (the others are kept).
+    """
     out = out or sys.stdout
     plan = make_plan(quick=quick)
     rdb = open_storage(storage_url, heartbeat=RUN_HEARTBEAT)
@@ -118,7 +130,7 @@ def reproduce(
         blas_threads=blas_threads,
     )
     scheduler.run(context, processes=processes)
-    return plan
+    return Outcome(plan=plan, ran=scheduler.progress.done_units, reused=scheduler.reused)
 
 
 class _Scheduler:
@@ -157,6 +169,7 @@ class _Scheduler:
             reused += done
             self.retrains_planned = True
         self.initial = sorted(tasks, key=lambda t: -t.cost)
+        self.reused = reused
         total_units = sum(t.units for t in [*tasks, *expect])
         self.progress = Progress(
             total_units=total_units,
