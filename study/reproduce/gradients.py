@@ -10,7 +10,6 @@ show: without BN a small sigma shrinks every layer's gradient by orders of magni
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from kmlp.network import MLP, Dataset
 from kmlp.network.gradcheck import gradient_check, randomise_bn_params
 from kmlp.storage import storage_lock
 from kmlp.study.reproduce.plan import GradcheckSpec
-from kmlp.study.reproduce.record import GRADCHECK_PARAMS, RUN_KEY, ask_fixed
+from kmlp.study.reproduce.record import GRADCHECK_PARAMS, RUN_KEY, ask_fixed, fail
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,7 +155,6 @@ def record_case(
         trial.set_user_attr("small_eps_norms", case.small_eps_norms)
         study.tell(trial, case.largest_error)
     except BaseException:
-        with contextlib.suppress(Exception):
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        fail(study, trial)
         raise
     return trial.number

@@ -8,7 +8,7 @@ Events (see ``tasks``) plus ``("start", worker, task)``, ``("done", worker, task
 Stopping: :meth:`Pool.stop` gives the processes a moment to finish an interrupt they got
 themselves (Ctrl-C reaches the whole process group), then sends SIGTERM, which a worker
 turns into KeyboardInterrupt: the trials it runs are failed (and rerun next time), then
-it exits. A worker whose parent is gone exits after its current task.
+it exits. A worker whose parent is gone (killed) interrupts itself the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -109,10 +110,19 @@ def _interrupt_once(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _watch_parent(parent: int) -> None:
+    """Interrupt this worker when the scheduler is gone (killed): its running trials are
+    failed at once instead of training on for nobody."""
+    while os.getppid() == parent:
+        time.sleep(2.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def worker_main(index: int, context: Context, tasks: Any, events: Any, parent: int) -> None:
     """Entry point of a worker process: run tasks until ``None`` (or the parent is gone)."""
     signal.signal(signal.SIGINT, _interrupt_once)
     signal.signal(signal.SIGTERM, _interrupt_once)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -122,8 +132,6 @@ def worker_main(index: int, context: Context, tasks: Any, events: Any, parent: i
             try:
                 task = tasks.get(timeout=1.0)
             except queue.Empty:
-                if os.getppid() != parent:
-                    break
                 continue
             if task is None:
                 break

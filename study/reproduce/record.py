@@ -24,6 +24,7 @@ and ``<prefix>/search-auto``.
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any
 
@@ -97,6 +98,20 @@ def ask_fixed(
             study.tell(trial, state=TrialState.FAIL)
             trial = study.ask(distributions)
     return trial
+
+
+def fail(study: optuna.Study, trial: optuna.Trial | int, *, attempts: int = 5) -> bool:
+    """Tell ``trial`` FAIL (if it is not finished), retrying a few times: on an interrupt
+    every process fails its trials at once, and SQLite may answer "database is locked"
+    to one of them. False if the storage still refused (the trial's heartbeat, or the
+    dead-process check of the next reproduction, fails it then)."""
+    for attempt in range(attempts):
+        try:
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            return True
+        except Exception:
+            time.sleep(0.2 * 2**attempt)
+    return False
 
 
 def load_if_exists(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:

@@ -11,9 +11,12 @@ says what ran, the overall count, the time elapsed and the time left.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -129,7 +132,8 @@ def reproduce(
         search_heartbeat=search_heartbeat or HeartbeatSettings.from_env(),
         blas_threads=blas_threads,
     )
-    scheduler.run(context, processes=processes)
+    with _sigterm_interrupts():
+        scheduler.run(context, processes=processes)
     return Outcome(plan=plan, ran=scheduler.progress.done_units, reused=scheduler.reused)
 
 
@@ -328,6 +332,24 @@ class _Scheduler:
                 f"[gradcheck] {layers} layers{' BN' if bn else ''}: largest relative error "
                 f"{case.largest_error:.1e} (trial #{number})"
             )
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (``kill``) stops a reproduction like Ctrl-C: running trials are failed,
+    workers stopped (only possible in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _group_label(specs: tuple[RunSpec, ...]) -> str:

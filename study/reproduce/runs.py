@@ -38,7 +38,7 @@ from kmlp.network import (
 from kmlp.storage import storage_lock
 from kmlp.study.heartbeat import Heartbeat
 from kmlp.study.reproduce.plan import RunSpec
-from kmlp.study.reproduce.record import PARAMS, RUN_KEY, ask_fixed, run_params
+from kmlp.study.reproduce.record import PARAMS, RUN_KEY, ask_fixed, fail, run_params
 
 
 class Hooks(Protocol):
@@ -103,7 +103,7 @@ def run_group(
             if trial.number not in told:
                 with contextlib.suppress(Exception):
                     trial.set_user_attr("fail_reason", reason)
-                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                fail(study, trial)
         # and a trial claimed when the interrupt came, before it reached ``trials``
         with contextlib.suppress(Exception):
             fail_own(study)
@@ -159,8 +159,7 @@ def fail_stale(study: optuna.Study) -> list[int]:
         owner = str(trial.user_attrs.get("worker", ""))
         name, _, pid = owner.rpartition(":")
         if name == host and pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(Exception):
-                study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            if fail(study, trial.number):
                 failed.append(trial.number)
     return failed
 
@@ -170,8 +169,7 @@ def fail_own(study: optuna.Study) -> list[int]:
     me = worker_id()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("worker") == me:
-            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        if trial.user_attrs.get("worker") == me and fail(study, trial.number):
             failed.append(trial.number)
     return failed
 
