@@ -17,7 +17,7 @@ from kmlp.study.reproduce.plan import (
     make_plan,
 )
 from kmlp.study.reproduce.rows import binomial_spread
-from kmlp.study.reproduce.run import _group_label
+from kmlp.study.reproduce.tasks import group_label
 
 
 def test_published_figures_are_data_with_their_section() -> None:
@@ -118,4 +118,4 @@ def test_group_labels_say_the_common_part_once(labels, expected) -> None:
     specs = tuple(
         type(plan.networks[0])(**{**plan.networks[0].__dict__, "label": label}) for label in labels
     )
-    assert _group_label(specs) == expected
+    assert group_label(specs) == expected

@@ -4,8 +4,10 @@
 - ``plan``: the experiments built from them (full or quick);
 - ``record``: what a reproduction stores in Optuna (studies ``<prefix>/<kind>``);
 - ``runs``, ``gradients``, ``searches``: running and recording the experiments;
-- ``tasks``, ``pool``, ``run``: worker processes, the scheduler, progress;
-- ``results``: the measurements read back and compared with the published figures.
+- ``tasks``, ``pool``, ``run``, ``progress``: tasks, worker processes, the scheduler and
+  its progress lines;
+- ``results``: the measurements read back; ``compare``, ``compare_gradcheck``, ``rows``:
+  set beside the published figures, one row each.
 
 Public entry points: :func:`reproduce` (run what is not finished), :func:`collect`
 (read the measurements back) and :func:`compare` (one row per published figure).

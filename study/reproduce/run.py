@@ -11,13 +11,9 @@ says what ran, the overall count, the time elapsed and the time left.
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
-import threading
-import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import optuna
@@ -25,7 +21,6 @@ import optuna
 from kmlp.network import DEFAULT_BLAS_THREADS, load_cifar10
 from kmlp.storage import HeartbeatSettings, open_storage
 from kmlp.study.errors import StudyError
-from kmlp.study.progress import format_duration
 from kmlp.study.reproduce import gradients
 from kmlp.study.reproduce.plan import (
     GRADCHECK,
@@ -39,6 +34,7 @@ from kmlp.study.reproduce.plan import (
     make_plan,
 )
 from kmlp.study.reproduce.pool import Pool
+from kmlp.study.reproduce.progress import Progress, sigterm_interrupts
 from kmlp.study.reproduce.record import (
     GRADCHECK_METRIC,
     TEST_METRIC,
@@ -48,7 +44,7 @@ from kmlp.study.reproduce.record import (
 )
 from kmlp.study.reproduce.runs import Hooks
 from kmlp.study.reproduce.searches import search_summary
-from kmlp.study.reproduce.tasks import RUN_HEARTBEAT, Context, Task
+from kmlp.study.reproduce.tasks import RUN_HEARTBEAT, Context, Task, group_label
 
 DEFAULT_PROCESSES = 2
 
@@ -67,33 +63,6 @@ class Outcome:
     plan: Plan
     ran: int
     reused: int
-
-
-@dataclass
-class Progress:
-    """Runs done of planned, time elapsed, time left from the cost done so far."""
-
-    total_units: int
-    total_cost: float
-    out: TextIO
-    done_units: int = 0
-    done_cost: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-
-    def add(self, units: int, cost: float) -> None:
-        self.done_units += units
-        self.done_cost += cost
-
-    def status(self) -> str:
-        elapsed = time.monotonic() - self.started
-        text = f"{self.done_units}/{self.total_units} runs, {format_duration(elapsed)} elapsed"
-        if self.done_cost > 0 and self.done_units < self.total_units:
-            left = max(0.0, self.total_cost - self.done_cost) * elapsed / self.done_cost
-            text += f", ETA {format_duration(left)}"
-        return text
-
-    def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
 
 
 def reproduce(
@@ -132,7 +101,7 @@ def reproduce(
         search_heartbeat=search_heartbeat or HeartbeatSettings.from_env(),
         blas_threads=blas_threads,
     )
-    with _sigterm_interrupts():
+    with sigterm_interrupts():
         scheduler.run(context, processes=processes)
     return Outcome(plan=plan, ran=scheduler.progress.done_units, reused=scheduler.reused)
 
@@ -147,6 +116,7 @@ class _Scheduler:
         self.pending: set[str] = set()
         self.retrains_planned = False
         self.held: dict[str, str] = {}
+        self.running: dict[int, str] = {}  # worker index -> task it runs
         tasks, reused = self._run_tasks([*plan.networks, *plan.init])
         searches = []
         for spec in plan.searches:
@@ -198,7 +168,7 @@ class _Scheduler:
             todo = tuple(spec for spec in group if spec.key() not in done[kind])
             finished += len(group) - len(todo)
             if todo:
-                label = todo[0].label if len(todo) == 1 else _group_label(todo)
+                label = todo[0].label if len(todo) == 1 else group_label(todo)
                 tasks.append(
                     Task(
                         id=f"{kind}/{label}",
@@ -227,7 +197,9 @@ class _Scheduler:
             self._gradcheck(cases)
             self.progress.say("nothing left to run")
             return
-        with Pool(processes=min(processes, max(1, len(self.initial))), context=context) as pool:
+        later = 0 if self.retrains_planned else len(_retrain_guess(self.plan))
+        size = min(processes, max(1, len(self.initial) + later))
+        with Pool(processes=size, context=context) as pool:
             for task in self.initial:
                 self._submit(pool, task)
             self._gradcheck(cases)
@@ -237,8 +209,7 @@ class _Scheduler:
                     continue
                 event = pool.next_event(timeout=1.0)
                 if event is None:
-                    if len(pool.dead()) == len(pool.procs):
-                        raise StudyError("every reproduction worker process exited")
+                    self._check_workers(pool)
                     continue
                 self._handle(pool, event)
         if self.errors:
@@ -247,6 +218,16 @@ class _Scheduler:
                 "runs are kept: rerun to retry the rest"
             )
         self.progress.say(f"all runs finished: {self.progress.status()}")
+
+    def _check_workers(self, pool: Pool) -> None:
+        """A worker that died (killed, out of memory) fails the task it was running."""
+        for index in pool.dead():
+            task_id = self.running.pop(index, None)
+            if task_id is not None:
+                code = pool.procs[index].exitcode
+                self._handle(pool, ("failed", index, task_id, f"its process exited ({code})"))
+        if self.pending and len(pool.dead()) == len(pool.procs):
+            raise StudyError("every reproduction worker process exited")
 
     def _submit(self, pool: Pool, task: Task) -> None:
         self.tasks[task.id] = task
@@ -267,6 +248,7 @@ class _Scheduler:
         task = self.tasks[task_id]
         say = self.progress.say
         if what == "start":
+            self.running[event[1]] = task_id
             members = (
                 f" ({task.units} in lockstep)" if task.search is None and task.units > 1 else ""
             )
@@ -290,6 +272,7 @@ class _Scheduler:
             else:
                 say(f"[{task.label}] {event[2]}")
         elif what == "done":
+            self.running.pop(event[1], None)
             self._flush(task_id)
             self.pending.discard(task_id)
             if task.search is not None:
@@ -299,6 +282,7 @@ class _Scheduler:
             ):
                 self._plan_retrains(pool)
         elif what == "failed":
+            self.running.pop(event[1], None)
             self._flush(task_id)
             self.pending.discard(task_id)
             self.errors.append(f"{task.label}: {event[3]}")
@@ -332,37 +316,6 @@ class _Scheduler:
                 f"[gradcheck] {layers} layers{' BN' if bn else ''}: largest relative error "
                 f"{case.largest_error:.1e} (trial #{number})"
             )
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (``kill``) stops a reproduction like Ctrl-C: running trials are failed,
-    workers stopped (only possible in the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _group_label(specs: tuple[RunSpec, ...]) -> str:
-    """``3-layer BN, σ = 0.1 / 0.001 / 0.0001``: the members' labels, common part once."""
-    heads = {spec.label.split(", ", 1)[0] for spec in specs}
-    if len(heads) != 1 or any(", " not in spec.label for spec in specs):
-        return " + ".join(spec.label for spec in specs)
-    tails = [spec.label.split(", ", 1)[1] for spec in specs]
-    name, _, _ = tails[0].partition(" = ")
-    if all(t.startswith(f"{name} = ") for t in tails):
-        values = " / ".join(t.split(" = ", 1)[1] for t in tails)
-        return f"{heads.pop()}, {name} = {values}"
-    return f"{heads.pop()}, {' / '.join(tails)}"
 
 
 def _retrain_guess(plan: Plan) -> list[Task]:

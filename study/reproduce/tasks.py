@@ -173,3 +173,16 @@ def _search(task: Task, context: Context, cache: DataCache, post: Post) -> None:
         out=_Lines(post, task.id),  # type: ignore[arg-type]
         blas_threads=context.blas_threads,
     )
+
+
+def group_label(specs: tuple[RunSpec, ...]) -> str:
+    """``3-layer BN, σ = 0.1 / 0.001 / 0.0001``: the members' labels, common part once."""
+    heads = {spec.label.split(", ", 1)[0] for spec in specs}
+    if len(heads) != 1 or any(", " not in spec.label for spec in specs):
+        return " + ".join(spec.label for spec in specs)
+    tails = [spec.label.split(", ", 1)[1] for spec in specs]
+    name, _, _ = tails[0].partition(" = ")
+    if all(t.startswith(f"{name} = ") for t in tails):
+        values = " / ".join(t.split(" = ", 1)[1] for t in tails)
+        return f"{heads.pop()}, {name} = {values}"
+    return f"{heads.pop()}, {' / '.join(tails)}"
