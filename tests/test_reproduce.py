@@ -249,6 +249,22 @@ def test_an_unknown_option_is_one_line(tmp_path: Path) -> None:
     assert result.code == 2
 
 
+def test_more_processes_than_cores_is_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    result = run_cli(
+        "reproduce",
+        "--quick",
+        "--processes",
+        "999",
+        "--storage",
+        f"sqlite:///{db}",
+        cwd=tmp_path,
+        env=cli_env(),
+    )
+    assert_one_line_error(result, "kmlp: error:", "--processes 999")
+    assert result.code == 2 and not db.exists()
+
+
 def test_an_unwritable_report_folder_is_refused_before_the_storage_is_touched(
     tmp_path: Path,
 ) -> None:

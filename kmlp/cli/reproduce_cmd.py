@@ -18,7 +18,8 @@ from kmlp.dashboards.artifacts import existing_artifact_store
 from kmlp.dashboards.hooks import publisher_for
 from kmlp.dashboards.reproduce_report import RunInfo, check_out_dir, write_report
 from kmlp.network import load_cifar10
-from kmlp.network.threads import check_blas_threads
+from kmlp.network.errors import ConfigError
+from kmlp.network.threads import check_blas_threads, usable_cores
 from kmlp.storage import StorageError, display_url, open_storage, resolve_url
 from kmlp.study.commands import kmlp_command, storage_args
 from kmlp.study.progress import format_duration
@@ -66,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = resolve_url(args.storage)
     check_blas_threads(args.blas_threads)
+    cores = usable_cores()
+    if args.processes > cores:  # each holds the data (1.5 GB for a full run)
+        raise ConfigError(
+            f"--processes {args.processes}: more than the {cores} core(s) this machine "
+            f"gives kmlp (use 1 to {cores})"
+        )
     out_dir = check_out_dir(args.out)
     rdb = open_storage(url)
     try:
