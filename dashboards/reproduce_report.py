@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,7 +127,7 @@ def fmt(row: ResultRow, value: float | str | None, *, what: str) -> str:
         return value
     kind = row.metric
     if what in ("gap", "spread"):
-        if "λ" == kind or row.figure.startswith("gradcheck/"):
+        if kind == "λ" or row.figure.startswith("gradcheck/"):
             return f"{value:+.2f} decades" if what == "gap" else f"±{value:.2f} decades"
         return f"{value:+.2f} points" if what == "gap" else f"±{value:.2f} points"
     if kind.endswith("(%)"):
@@ -363,7 +362,3 @@ def report_html(
         + "\n".join(parts)
         + "\n</body></html>\n"
     )
-
-
-def nan_to_none(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else value
