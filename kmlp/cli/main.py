@@ -20,6 +20,7 @@ from kmlp.cli import (
     data_cmd,
     gradcheck_cmd,
     proxy_cmd,
+    reproduce_cmd,
     retrain_cmd,
     study_cmd,
     train_cmd,
@@ -133,6 +134,15 @@ COMMANDS: tuple[Command, ...] = (
         proxy_cmd.run,
         "Run Optuna's gRPC storage proxy in front of the study database; workers then use "
         "--storage grpc://HOST:PORT and hold no database connection of their own.",
+    ),
+    Command(
+        "reproduce",
+        "run the method's published report and write it side by side with kmlp's numbers",
+        reproduce_cmd.add_arguments,
+        reproduce_cmd.run,
+        "Run the gradient check, the four networks, both coarse-to-fine searches, the "
+        "retrains and the init study (every run an Optuna trial; rerun to continue), then "
+        "write report.md, report.html, results.json and the figures.",
     ),
 )
 
