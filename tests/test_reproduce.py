@@ -19,7 +19,7 @@ from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from tests.conftest import assert_one_line_error, run_cli
-from tests.helpers import DATA, cli_env
+from tests.helpers.studies import DATA, cli_env
 
 KINDS = ("networks", "init", "retrain", "gradcheck", "search-published", "search-auto")
 PREFIX = "reproduce-quick"
