@@ -87,11 +87,19 @@ def _secrets(url: str) -> list[str]:
     return sorted({s for s in found + decoded if s}, key=len, reverse=True)
 
 
-def redact(text: str, *, url: str) -> str:
-    """``text`` (an error message about ``url``) with ``url``'s secrets replaced by
-    ``***``, and any URL in it masked as ``display_url`` masks one."""
-    for secret in _secrets(url):
+# A URL inside free text (an error message): scheme://, then up to a space or a quote.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+
+
+def redact(text: str, *, url: str | None = None) -> str:
+    """``text`` (e.g. an error message about ``url``) with ``url``'s secrets replaced by
+    ``***`` wherever they appear, and any URL in it masked as ``display_url`` masks one."""
+    for secret in _secrets(url) if isinstance(url, str) else []:
         text = text.replace(secret, "***")
+    text = _URL_IN_TEXT.sub(
+        lambda m: _userinfo(m[0]).sub(lambda u: f"{u['scheme']}{u['user']}:***@", m[0], count=1),
+        text,
+    )
     return _KEYWORD_SECRET.sub(lambda m: f"{m['key']}***", text)
 
 

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from kmlp.cli.options import add_artifacts, add_storage, add_study
+from kmlp.cli.options import (
+    add_artifacts,
+    add_storage,
+    add_study,
+    host_name,
+    path_text,
+    whole_number,
+)
 from kmlp.dashboards.artifacts import existing_artifact_store
 from kmlp.dashboards.report import write_report
 from kmlp.dashboards.server import serve_dashboard
 from kmlp.dashboards.storage_access import load_study_named, open_existing_storage
+from kmlp.network.checks import writable_folder
 from kmlp.storage import resolve_url
 from kmlp.study.access import only_study_name
 
@@ -17,16 +25,22 @@ def add_dashboard_arguments(p: argparse.ArgumentParser) -> None:
     add_storage(p)
     p.add_argument(
         "--host",
+        type=host_name,
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1; anything else is reachable by others)",
     )
-    p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    p.add_argument(
+        "--port",
+        type=whole_number(low=0, high=65535),
+        default=8080,
+        help="TCP port (default 8080; 0 picks a free one)",
+    )
     add_artifacts(p)
 
 
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     add_study(p, required=False, help="study name (default: the storage's only study)")
-    p.add_argument("--out", required=True, help="folder to write into (created)")
+    p.add_argument("--out", type=path_text, required=True, help="folder to write into (created)")
     add_storage(p)
     add_artifacts(p)
 
@@ -38,6 +52,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    writable_folder("--out", args.out)  # before the storage is opened
     url, storage = open_existing_storage(args.storage)
     name = args.study if args.study is not None else only_study_name(storage)
     study = load_study_named(name, storage, url)

@@ -14,7 +14,13 @@ from typing import Any
 
 from kmlp.cli.common import (
     add_training_args,
+    check_artifacts_arg,
+    check_data_arg,
+    check_storage_arg,
+    check_training_args,
+    check_workers,
     data_options_from_args,
+    finite_float,
     print_json,
     training_config_from_args,
 )
@@ -24,7 +30,9 @@ from kmlp.cli.options import (
     add_json,
     add_storage,
     add_study,
+    path_text,
     positive_int,
+    whole_number,
 )
 from kmlp.dashboards.artifacts import artifacts_location
 from kmlp.storage import StorageError, display_url, open_storage, portable_url, resolve_url
@@ -43,12 +51,14 @@ from kmlp.study import (
 )
 from kmlp.study.access import load, only_study_name
 from kmlp.study.commands import has_password, kmlp_command, next_commands
-from kmlp.study.config import SAMPLERS
+from kmlp.study.config import MAX_STAGES, MAX_TRIALS, SAMPLERS
 from kmlp.study.launch import DEFAULT_WORKERS
 from kmlp.study.progress import format_duration
 
-# argparse takes "-5,-1;-3,-2" for an option unless told it is a (negative) value.
-_NEGATIVE_VALUES = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.,;eE+\- ]+$")
+# argparse takes "-5,-1;-3,-2" for an option unless told it is a (negative) value: no
+# option starts with "-" and a digit, so anything that does is a value (and a malformed
+# one, "-5,-1;x", is then refused by the parser of --ranges, which says why).
+_NEGATIVE_VALUES = re.compile(r"^-\.?\d")
 
 
 def add_studies_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,13 +82,16 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--coarse",
         nargs=2,
-        type=float,
+        type=finite_float,
         default=list(d.coarse),
         metavar=("LOW", "HIGH"),
         help="log10 lambda range of stage 0 (default -5 -1)",
     )
     g.add_argument(
-        "--stages", type=positive_int, default=None, help=f"number of stages (default {d.stages})"
+        "--stages",
+        type=whole_number(low=1, high=MAX_STAGES),
+        default=None,
+        help=f"number of stages (default {d.stages})",
     )
     g.add_argument(
         "--trials",
@@ -88,13 +101,13 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--top-k",
-        type=positive_int,
+        type=whole_number(low=1, high=MAX_TRIALS),
         default=d.top_k,
         help=f"best trials whose span sets the next range (default {d.top_k})",
     )
     g.add_argument(
         "--margin",
-        type=float,
+        type=finite_float,
         default=d.margin,
         help=f"widening of that span per side, fraction of the previous width (default {d.margin})",
     )
@@ -120,6 +133,7 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument(
         "--workers",
         type=positive_int,
+        metavar="N",
         default=DEFAULT_WORKERS,
         help="worker processes on this machine "
         f"(default: one per core, at most 4; here {DEFAULT_WORKERS})",
@@ -131,7 +145,12 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
 def add_worker_arguments(p: argparse.ArgumentParser) -> None:
     add_study(p)
     add_storage(p)
-    p.add_argument("--data", metavar="DIR", help="CIFAR-10 folder (default $KMLP_DATA or cache)")
+    p.add_argument(
+        "--data",
+        type=path_text,
+        metavar="DIR",
+        help="CIFAR-10 folder (default $KMLP_DATA or cache)",
+    )
     add_blas_threads(p)
     _add_publish_args(p)
 
@@ -146,7 +165,7 @@ def _add_publish_args(p: argparse.ArgumentParser) -> None:
 
 
 def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
-    ranges = parse_ranges(args.ranges) if args.ranges else None
+    ranges = parse_ranges(args.ranges) if args.ranges is not None else None
     trials = parse_trials(args.trials)
     if ranges is not None and args.stages is not None and args.stages != len(ranges):
         raise StudyError(f"--stages {args.stages} but --ranges gives {len(ranges)} stages")
@@ -168,10 +187,17 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 def run_launch(args: argparse.Namespace) -> int:
     _quiet_optuna()
+    # Everything decidable is decided before any work: no file, folder or table is
+    # created and no data read while a flag is still wrong.
     search = search_config_from_args(args)
     config = training_config_from_args(args)
+    check_workers(args.workers, args.blas_threads)
+    check_training_args(args, config)  # memory (per worker), BLAS threads
+    url = check_storage_arg(args.storage)
+    if not args.no_publish:
+        check_artifacts_arg(url, args.artifacts)
+    check_data_arg(args)
     options = data_options_from_args(args)
-    url = resolve_url(args.storage)
     # The launching process loads the data first (downloading it if needed, with a bar);
     # worker processes then find it.
     source = CifarSource.from_options(options, progress=sys.stderr.isatty())
@@ -211,7 +237,10 @@ def run_launch(args: argparse.Namespace) -> int:
 
 def run_worker_cmd(args: argparse.Namespace) -> int:
     _quiet_optuna()
-    url = resolve_url(args.storage)
+    url = check_storage_arg(args.storage)
+    if not args.no_publish:
+        check_artifacts_arg(url, args.artifacts)
+    check_data_arg(args)
     study = load(args.study, storage=url)
     source = CifarSource.from_options(study.user_attrs.get("data", {}), data_dir=args.data)
     try:
