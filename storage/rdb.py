@@ -13,6 +13,7 @@ from kmlp.storage.urls import (
     backend,
     display_url,
     engine_kwargs,
+    redact,
     resolve_url,
     sqlite_path,
 )
@@ -51,10 +52,11 @@ def open_storage(
     except (sqlalchemy.exc.NoSuchModuleError, ImportError, ModuleNotFoundError) as exc:
         raise StorageError(
             f"cannot open {display_url(url)}: no database driver for "
-            f"{backend(url)!r} ({_first_line(exc)})"
+            f"{backend(url)!r} ({redact(_first_line(exc), url=url)})"
         ) from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError, RuntimeError, OSError) as exc:
-        raise StorageError(f"cannot open {display_url(url)}: {_first_line(exc)}") from None
+        reason = redact(_first_line(exc), url=url)
+        raise StorageError(f"cannot open {display_url(url)}: {reason}") from None
 
 
 def _retry_callback(max_retry: int) -> optuna.storages.RetryHeartbeatStaleTrialCallback:

@@ -49,6 +49,7 @@ _KEYWORD_SECRET = re.compile(
     r"(?i)(?P<key>\b(?:password|passwd|pwd|secret|token)\s*=\s*)"
     r"(?P<value>'[^']*'?|\"[^\"]*\"?|[^&;\s]+)"
 )
+_SECRET_KEYS = ("password", "passwd", "pwd", "secret", "token")
 _MAX_SHOWN = 300  # characters of a URL shown in a message
 
 
@@ -69,6 +70,15 @@ def display_url(url: object) -> str:
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     if len(text) > _MAX_SHOWN:
         text = f"{text[: _MAX_SHOWN - 40]}... ({len(text)} characters)"
+    return text
+
+
+def without_password(url: str) -> str:
+    """``url`` with any password taken out of its text (``user:pw@`` -> ``user@``,
+    ``password=pw`` dropped): for a command people copy when the URL cannot be parsed
+    (``portable_url`` does it for URLs that can)."""
+    text = _userinfo(url).sub(lambda m: f"{m['scheme']}{m['user']}@", url, count=1)
+    text = re.sub(r"(?i)[?&;]?\b(?:password|passwd|pwd)\s*=[^&;\s]*", "", text)
     return text
 
 
@@ -148,7 +158,15 @@ def portable_url(url: str) -> str:
         parsed = parsed.set(database=str(path))
     if parsed.password is not None:
         parsed = parsed._replace(password=None)  # URL.set() treats None as "unchanged"
+    secret_keys = [k for k in parsed.query if k.lower() in _SECRET_KEYS]
+    if secret_keys:  # ?password=... (libpq reads it there too)
+        parsed = parsed.difference_update_query(secret_keys)
     return parsed.render_as_string(hide_password=False)
+
+
+def has_secret(url: str) -> bool:
+    """True if the text of ``url`` holds a password (userinfo or ``password=``)."""
+    return bool(_secrets(url))
 
 
 def engine_kwargs(url: str) -> dict:

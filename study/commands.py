@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 
 from kmlp.storage import portable_url
-from kmlp.storage.urls import parse_url
+from kmlp.storage.urls import has_secret
 
 
 def kmlp_command(*args: str) -> str:
@@ -58,4 +58,4 @@ def next_commands(
 
 def has_password(storage_url: str | None) -> bool:
     """True if the URL carries a password (which printed commands leave out)."""
-    return bool(storage_url) and parse_url(storage_url or "").password is not None
+    return bool(storage_url) and has_secret(storage_url or "")

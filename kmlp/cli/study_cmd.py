@@ -36,6 +36,7 @@ from kmlp.cli.options import (
 )
 from kmlp.dashboards.artifacts import artifacts_location
 from kmlp.storage import StorageError, display_url, open_storage, portable_url, resolve_url
+from kmlp.storage.urls import without_password
 from kmlp.study import (
     CifarSource,
     SearchConfig,
@@ -318,8 +319,8 @@ def resume_command(argv: list[str]) -> str:
 def _no_password(url: str) -> str:
     try:
         return portable_url(url) if has_password(url) else url
-    except StorageError:
-        return url
+    except StorageError:  # malformed: take the password out of the text itself
+        return without_password(url)
 
 
 def _quiet_optuna() -> None:
