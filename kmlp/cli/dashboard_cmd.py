@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 from kmlp.cli.options import (
     add_artifacts,
@@ -13,6 +14,7 @@ from kmlp.cli.options import (
     whole_number,
 )
 from kmlp.dashboards.artifacts import existing_artifact_store
+from kmlp.dashboards.errors import DashboardError
 from kmlp.dashboards.report import write_report
 from kmlp.dashboards.server import serve_dashboard
 from kmlp.dashboards.storage_access import load_study_named, open_existing_storage
@@ -46,9 +48,19 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
+    check_host(args.host)  # before the storage is opened or the artifact folder made
     url = resolve_url(args.storage)
     serve_dashboard(storage_url=url, host=args.host, port=args.port, artifacts=args.artifacts)
     return 0
+
+
+def check_host(host: str) -> None:
+    """DashboardError if ``host`` does not resolve to an address to listen on."""
+    try:
+        socket.getaddrinfo(host.strip("[]"), None)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a host name"
+        raise DashboardError(f"cannot listen on host {host!r}: {reason}") from None
 
 
 def run_report(args: argparse.Namespace) -> int:

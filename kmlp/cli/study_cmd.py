@@ -35,7 +35,15 @@ from kmlp.cli.options import (
     whole_number,
 )
 from kmlp.dashboards.artifacts import artifacts_location
-from kmlp.storage import StorageError, display_url, open_storage, portable_url, resolve_url
+from kmlp.network import TrainConfig
+from kmlp.storage import (
+    StorageError,
+    display_url,
+    open_storage,
+    portable_url,
+    resolve_url,
+    sqlite_path,
+)
 from kmlp.storage.urls import without_password
 from kmlp.study import (
     CifarSource,
@@ -55,11 +63,12 @@ from kmlp.study.commands import has_password, kmlp_command, next_commands
 from kmlp.study.config import MAX_STAGES, MAX_TRIALS, SAMPLERS
 from kmlp.study.launch import DEFAULT_WORKERS
 from kmlp.study.progress import format_duration
+from kmlp.study.resume import existing, same_data_options
 
 # argparse takes "-5,-1;-3,-2" for an option unless told it is a (negative) value: no
 # option starts with "-" and a digit, so anything that does is a value (and a malformed
 # one, "-5,-1;x", is then refused by the parser of --ranges, which says why).
-_NEGATIVE_VALUES = re.compile(r"^-\.?\d")
+_NEGATIVE_VALUES = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
 
 
 def add_studies_arguments(p: argparse.ArgumentParser) -> None:
@@ -199,17 +208,21 @@ def run_launch(args: argparse.Namespace) -> int:
         check_artifacts_arg(url, args.artifacts)
     check_data_arg(args)
     options = data_options_from_args(args)
-    # The launching process loads the data first (downloading it if needed, with a bar);
-    # worker processes then find it.
+    # Then, before anything is created: a stored study of that name must have the same
+    # settings (an unreachable server is said here too); unless it is finished, the data
+    # is read (downloaded if needed, with a bar) and its files checked; only then are the
+    # database (a new SQLite file) and the dashboard's artifact folder made, by launch.
     source = CifarSource.from_options(options, progress=sys.stderr.isatty())
     start = time.monotonic()
     try:
+        data = None if _finished(url, args.study, config, search, options) else source()
         study = launch(
             study_name=args.study,
             storage_url=url,
             train_config=config,
             search=search,
-            data_source=source,
+            data=data,
+            data_source=source,  # worker processes load their own
             data_options=options,
             workers=args.workers,
             blas_threads=args.blas_threads,
@@ -236,13 +249,29 @@ def run_launch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finished(
+    url: str, name: str, config: TrainConfig, search: SearchConfig, options: dict[str, Any]
+) -> bool:
+    """True if study ``name`` exists at ``url``, finished, with these settings (then
+    ``launch`` reports it and loads no data); StudyError if it exists with others.
+    A SQLite file that does not exist yet is not created here."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return False
+    known = {"config": config.to_dict(), "search": search.to_dict()}
+    study = existing(open_storage(url), name, known)
+    if study is None or not same_data_options(study.user_attrs.get("data") or {}, options):
+        return False
+    return study_summary(study).finished
+
+
 def run_worker_cmd(args: argparse.Namespace) -> int:
     _quiet_optuna()
     url = check_storage_arg(args.storage)
     if not args.no_publish:
         check_artifacts_arg(url, args.artifacts)
+    study = load(args.study, storage=url)  # before the hooks make the artifact folder
     check_data_arg(args)
-    study = load(args.study, storage=url)
     source = CifarSource.from_options(study.user_attrs.get("data", {}), data_dir=args.data)
     try:
         stats = run_worker(
