@@ -174,15 +174,15 @@ def _children(
 ) -> Iterator[list[multiprocessing.process.BaseProcess]]:
     """Spawn ``n`` worker processes; on exit wait for them (or stop them on an error).
 
-    The children never receive SIGINT (it is blocked from their first instruction): a
-    Ctrl-C in the terminal reaches the whole process group, and a child still importing
-    NumPy would print a traceback. This process stops them with SIGTERM instead, which
+    The children ignore SIGINT from their first instruction: a Ctrl-C in the terminal
+    reaches the whole process group, and a child still importing NumPy would print a
+    traceback. This process stops them with SIGTERM instead, which
     ``child_main`` turns into failing the running trial.
     """
     ctx = multiprocessing.get_context("spawn")
     procs: list[multiprocessing.process.BaseProcess] = []
     try:
-        with _blas_env(threads), _sigint_blocked():
+        with _blas_env(threads), _sigint_ignored():
             for i in range(1, n + 1):
                 p = ctx.Process(
                     target=child_main,
@@ -233,18 +233,19 @@ def _blas_env(threads: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread while processes are spawned: they inherit the blocked
-    signal (across exec too) and never see a Ctrl-C. Here, one pressed meanwhile is
-    delivered when the block ends (or at once to another thread), so none is lost."""
-    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while processes are spawned, so that they start ignoring it (an
+    ignored signal stays ignored across exec, and Python then leaves it so). Blocking it
+    instead would not do: multiprocessing unblocks SIGINT when it starts its resource
+    tracker. A Ctrl-C in the milliseconds of the spawning is dropped; the next one works."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGINT, previous)
 
 
 def child_main(*, threads: int, **kwargs: Any) -> None:

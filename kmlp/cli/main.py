@@ -17,6 +17,7 @@ from typing import NoReturn
 
 import kmlp
 from kmlp.cli import dashboard_cmd, data_cmd, gradcheck_cmd, retrain_cmd, study_cmd, train_cmd
+from kmlp.cli.entry import was_interrupted
 from kmlp.errors import KmlpError
 from kmlp.storage.failures import storage_failure
 from kmlp.storage.urls import ENV_VAR, redact, resolve_url
@@ -175,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = argv
         code = args.func(args)
     except KeyboardInterrupt:
+        if debug:  # where it was, for a hang
+            raise
         print("kmlp: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. "kmlp show --json | head": the reader left, not an error
@@ -189,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, still one line; KMLP_DEBUG=1 shows the traceback
         if debug:
             raise
+        if was_interrupted():  # Ctrl-C, surfacing from C code as another exception
+            print("kmlp: interrupted", file=sys.stderr)
+            return 130
         lost = storage_failure(exc, _storage_url(args))
         if lost is not None:  # the database failed under us: bad luck, not a bug
             print(f"kmlp: error: {error_text(str(lost), argv)}", file=sys.stderr)
