@@ -21,10 +21,10 @@ import pytest
 
 from tests.helpers import DATA, PG_URL, SMALL, kmlp, start_dashboard, stop
 
-pytestmark = [
-    pytest.mark.skipif(not DATA, reason="set KMLP_DATA to the CIFAR-10 folder"),
-    pytest.mark.skipif(not PG_URL, reason="set KMLP_TEST_POSTGRES_URL to a PostgreSQL URL"),
-]
+pytestmark = pytest.mark.skipif(not DATA, reason="set KMLP_DATA to the CIFAR-10 folder")
+needs_postgres = pytest.mark.skipif(
+    not PG_URL, reason="set KMLP_TEST_POSTGRES_URL to a PostgreSQL URL"
+)
 
 
 def with_password(url: str, password: str) -> str:
@@ -42,6 +42,7 @@ def texts_under(folder: Path) -> dict[str, str]:
     }
 
 
+@needs_postgres
 def test_a_storage_password_is_never_written(tmp_path: Path) -> None:
     secret = f"S3cretPW-{os.getpid()}"
     url = with_password(PG_URL or "", secret)
@@ -113,3 +114,41 @@ def test_a_storage_password_is_never_written(tmp_path: Path) -> None:
     finally:
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=PG_URL)
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [
+        "postgresql://postgres:{secret}@127.0.0.1:notaport/test",  # malformed
+        "postgresql://postgres:{secret}@127.0.0.1:1/test",  # no server there
+        "postgresql://postgres@127.0.0.1:1/test?password={secret}",
+    ],
+)
+def test_retrain_warns_without_the_password_of_an_exports_storage(
+    tmp_path: Path, storage: str
+) -> None:
+    """An export whose storage URL (crafted, or a server gone) holds a password: the
+    retrain still trains and says, in one warning line without the password, why the
+    result was not recorded."""
+    secret = "S3cretPW"
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    done = kmlp(
+        "launch", "--study", "w", "--storage", url, "--data", DATA or "", *SMALL,
+        "--stages", "1", "--trials", "2", "--workers", "1", "--no-publish", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    export = tmp_path / "best.json"
+    done = kmlp("export", "--study", "w", "--storage", url, "-o", str(export), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(export.read_text())
+    document["storage"] = storage.format(secret=secret)
+    export.write_text(json.dumps(document))
+    done = kmlp(
+        "retrain", str(export), "--data", DATA or "", "--n-train", "1000", "--val-size",
+        "300", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (warning,) = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert warning.startswith("kmlp: warning: result not recorded on the study: "), warning
+    assert "Traceback" not in done.stderr
+    assert secret not in done.stdout + done.stderr
