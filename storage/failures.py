@@ -10,6 +10,7 @@ and the database's own reason.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import optuna
@@ -19,21 +20,40 @@ from kmlp.storage.errors import StorageError
 from kmlp.storage.urls import display_url, redact, sqlite_path
 
 
-def storage_failure(exc: BaseException, url: str | None) -> StorageError | None:
+def storage_failure(
+    exc: BaseException, url: str | None, *, identity: tuple[int, int] | None = None
+) -> StorageError | None:
     """A StorageError saying that the storage at ``url`` failed, and why, if ``exc`` (or
-    an exception it was raised from) is a database error; None for anything else."""
+    an exception it was raised from) is a database error, or the SQLite file was replaced
+    since ``identity`` (``file_identity`` taken when the command started): Optuna then
+    fails in other ways, assertions included. None for anything else."""
     chain = _chain(exc)
-    if not any(_is_database_error(e) for e in chain):
-        return None
     where = f"the study storage {display_url(url)}" if url else "the study storage"
     path = _sqlite_file(url)
-    if path is not None and not path.exists():
+    if path is not None and (
+        not path.exists()
+        or (identity is not None and file_identity(url) != identity)
+        or any(
+            getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY_DBMOVED for e in chain
+        )
+    ):
         return StorageError(
-            f"{where} was lost: {path} no longer exists (deleted or moved while kmlp ran); "
+            f"{where} was lost: its file {path} was deleted or moved while kmlp ran; "
             "trials finished before are gone with it unless the file is restored"
         )
-    reason = _reason(chain, url)
-    return StorageError(f"{where} failed: {reason}")
+    if not any(_is_database_error(e) for e in chain):
+        return None
+    return StorageError(f"{where} failed: {_reason(chain, url)}")
+
+
+def file_identity(url: str | None) -> tuple[int, int] | None:
+    """(device, inode) of the SQLite file of ``url``; None if it has none (yet)."""
+    path = _sqlite_file(url)
+    try:
+        stat = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino) if stat is not None else None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -24,7 +24,7 @@ import optuna
 from kmlp.network import DEFAULT_BLAS_THREADS, Dataset, KmlpNetworkError, TrainConfig
 from kmlp.network.threads import check_blas_threads
 from kmlp.storage import HeartbeatSettings, StorageError, open_storage, storage_lock
-from kmlp.storage.failures import storage_failure
+from kmlp.storage.failures import file_identity, storage_failure
 from kmlp.storage.urls import redact
 from kmlp.study.config import SearchConfig
 from kmlp.study.data import DataSource, data_record
@@ -253,6 +253,7 @@ def child_main(*, threads: int, **kwargs: Any) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     label = kwargs.get("label")
+    identity = file_identity(kwargs.get("storage_url"))
     try:
         run_worker(blas_threads=threads, **kwargs)
     except KeyboardInterrupt:
@@ -261,7 +262,7 @@ def child_main(*, threads: int, **kwargs: Any) -> None:
         print(f"kmlp: error: [{label}] {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
     except Exception as exc:
-        lost = storage_failure(exc, kwargs.get("storage_url"))
+        lost = storage_failure(exc, kwargs.get("storage_url"), identity=identity)
         if lost is None:
             print(
                 f"kmlp: internal error: [{label}] {type(exc).__name__}: "

@@ -19,7 +19,7 @@ import kmlp
 from kmlp.cli import dashboard_cmd, data_cmd, gradcheck_cmd, retrain_cmd, study_cmd, train_cmd
 from kmlp.cli.entry import was_interrupted
 from kmlp.errors import KmlpError
-from kmlp.storage.failures import storage_failure
+from kmlp.storage.failures import file_identity, storage_failure
 from kmlp.storage.urls import ENV_VAR, redact, resolve_url
 
 
@@ -170,8 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = bool(os.environ.get("KMLP_DEBUG"))
     args = None
+    identity = None
     try:
         args = build_parser().parse_args(argv)
+        identity = file_identity(_storage_url(args))  # to tell a database replaced later
         # The command line as given, for "to continue, rerun ..." after an interrupt.
         args.argv = argv
         code = args.func(args)
@@ -187,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KmlpError as exc:
         if debug:
             raise
+        url = _storage_url(args)
+        if identity is not None and file_identity(url) != identity:  # replaced meanwhile
+            exc = storage_failure(exc, url, identity=identity) or exc
         print(f"kmlp: error: {error_text(str(exc), argv)}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug, still one line; KMLP_DEBUG=1 shows the traceback
@@ -195,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if was_interrupted():  # Ctrl-C, surfacing from C code as another exception
             print("kmlp: interrupted", file=sys.stderr)
             return 130
-        lost = storage_failure(exc, _storage_url(args))
+        lost = storage_failure(exc, _storage_url(args), identity=identity)
         if lost is not None:  # the database failed under us: bad luck, not a bug
             print(f"kmlp: error: {error_text(str(lost), argv)}", file=sys.stderr)
             return 2
