@@ -103,9 +103,11 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 
 def redact(text: str, *, url: str | None = None) -> str:
     """``text`` (e.g. an error message about ``url``) with ``url``'s secrets replaced by
-    ``***`` wherever they appear, and any URL in it masked as ``display_url`` masks one."""
+    ``***`` wherever they appear (as a whole: "pw" in "kmlp pwd" is left, so that a short
+    password does not garble the text), and any URL in it masked as ``display_url`` masks
+    one."""
     for secret in _secrets(url) if isinstance(url, str) else []:
-        text = text.replace(secret, "***")
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
     text = _URL_IN_TEXT.sub(
         lambda m: _userinfo(m[0]).sub(lambda u: f"{u['scheme']}{u['user']}:***@", m[0], count=1),
         text,

@@ -248,6 +248,8 @@ STUDIES = [
     *rows("studies", "refused", ("--storage", UNREACHABLE_PG)),
     *rows("studies", "no database driver", ("--storage", "notascheme://x")),
     *rows("studies", "--storage", ("--storage", ""), ("--storage", "a\0b"), ("--storage", LONG)),
+    *rows("studies", "that long", ("--storage", f"postgresql://u:{SECRET}@{LONG}/db")),
+    *rows("studies", "newlines", ("--storage", f"postgresql://u:{SECRET}@h\n/db")),
     *rows("studies", "unrecognized arguments", ("--storage", "{kdb}", "extra")),
     *rows("studies", "other-app.db", ("--storage", "{foreign}"), xfail=READ_ONLY),
     *rows("studies", "other-app.db", (), xfail=READ_ONLY),  # $KMLP_STORAGE

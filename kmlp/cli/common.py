@@ -219,11 +219,12 @@ def check_workers(workers: int, blas_threads: int | None) -> None:
     cores = usable_cores()
     threads = workers * (blas_threads or 1)
     if threads > cores:
+        most = max(1, cores // (blas_threads or 1))
         each = f" x {blas_threads} BLAS threads" if (blas_threads or 1) > 1 else ""
         raise ConfigError(
             f"--workers {workers}{each}: {threads} threads on the {cores} "
             f"core{'s' if cores != 1 else ''} this machine gives kmlp; use at most "
-            f"{max(1, cores // (blas_threads or 1))} workers"
+            f"{most} worker{'s' if most != 1 else ''}"
         )
 
 

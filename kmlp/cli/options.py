@@ -15,7 +15,7 @@ from kmlp.network import DEFAULT_BLAS_THREADS
 from kmlp.network.checks import MAX_COUNT, bound_text, show
 from kmlp.network.errors import ConfigError
 from kmlp.network.threads import check_blas_threads
-from kmlp.storage import DEFAULT_URL
+from kmlp.storage import DEFAULT_URL, display_url
 
 STORAGE_HELP = f"study storage URL (default: $KMLP_STORAGE, else {DEFAULT_URL})"
 ARTIFACTS_HELP = (
@@ -79,17 +79,20 @@ def study_name(text: str) -> str:
     return text
 
 
-def nonempty_text(what: str, *, limit: int = 4096) -> Callable[[str], str]:
+def nonempty_text(
+    what: str, *, limit: int = 4096, shown: Callable[[str], str] = show
+) -> Callable[[str], str]:
     """argparse type: text that is not empty, has no NUL or line break, and is at most
-    ``limit`` characters (paths, URLs, host names)."""
+    ``limit`` characters (paths, URLs, host names); a refused one is echoed through
+    ``shown`` (``display_url`` for storage URLs: masked before it is shortened)."""
 
     def parse(text: str) -> str:
         if not text.strip():
             raise argparse.ArgumentTypeError(f"an empty {what}")
         if len(text) > limit:
-            raise argparse.ArgumentTypeError(f"{show(text)}: a {what} that long is a mistake")
+            raise argparse.ArgumentTypeError(f"{shown(text)}: a {what} that long is a mistake")
         if any(c in text for c in "\0\n\r"):
-            raise argparse.ArgumentTypeError(f"{show(text)}: a {what} cannot hold NUL or newlines")
+            raise argparse.ArgumentTypeError(f"{shown(text)}: a {what} cannot hold NUL or newlines")
         return text
 
     return parse
@@ -121,7 +124,11 @@ def add_study(
 def add_storage(parser: argparse.ArgumentParser, *, help: str = STORAGE_HELP) -> None:
     """``--storage URL``."""
     parser.add_argument(
-        "--storage", type=nonempty_text("storage URL"), default=None, metavar="URL", help=help
+        "--storage",
+        type=nonempty_text("storage URL", shown=display_url),
+        default=None,
+        metavar="URL",
+        help=help,
     )
 
 
