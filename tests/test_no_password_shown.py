@@ -62,7 +62,7 @@ def test_a_storage_password_is_never_written(tmp_path: Path) -> None:
     try:
         launched = run(
             "launch", "launch", "--study", name, "--storage", url, "--data", DATA, *SMALL,
-            "--stages", "2", "--trials", "2", "--top-k", "1", "--workers", "2",
+            "--stages", "1", "--trials", "2", "--workers", "2",
             "--artifacts", str(artifacts),
         )  # fmt: skip
         assert "next:" in launched and "password is left out" in launched
@@ -116,6 +116,22 @@ def test_a_storage_password_is_never_written(tmp_path: Path) -> None:
             optuna.delete_study(study_name=name, storage=PG_URL)
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The export of a small real study (1 stage x 2 trials on SQLite), as a dict."""
+    folder = tmp_path_factory.mktemp("exported")
+    url = f"sqlite:///{folder / 'k.db'}"
+    done = kmlp(
+        "launch", "--study", "w", "--storage", url, "--data", DATA or "", *SMALL,
+        "--stages", "1", "--trials", "2", "--workers", "1", "--no-publish", cwd=folder,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    export = folder / "best.json"
+    done = kmlp("export", "--study", "w", "--storage", url, "-o", str(export), cwd=folder)
+    assert done.returncode == 0, done.stderr
+    return json.loads(export.read_text())
+
+
 @pytest.mark.parametrize(
     "storage",
     [
@@ -125,24 +141,14 @@ def test_a_storage_password_is_never_written(tmp_path: Path) -> None:
     ],
 )
 def test_retrain_warns_without_the_password_of_an_exports_storage(
-    tmp_path: Path, storage: str
+    tmp_path: Path, exported: dict, storage: str
 ) -> None:
     """An export whose storage URL (crafted, or a server gone) holds a password: the
     retrain still trains and says, in one warning line without the password, why the
     result was not recorded."""
     secret = "S3cretPW"
-    url = f"sqlite:///{tmp_path / 'k.db'}"
-    done = kmlp(
-        "launch", "--study", "w", "--storage", url, "--data", DATA or "", *SMALL,
-        "--stages", "1", "--trials", "2", "--workers", "1", "--no-publish", cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
     export = tmp_path / "best.json"
-    done = kmlp("export", "--study", "w", "--storage", url, "-o", str(export), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    document = json.loads(export.read_text())
-    document["storage"] = storage.format(secret=secret)
-    export.write_text(json.dumps(document))
+    export.write_text(json.dumps({**exported, "storage": storage.format(secret=secret)}))
     done = kmlp(
         "retrain", str(export), "--data", DATA or "", "--n-train", "1000", "--val-size",
         "300", cwd=tmp_path,
