@@ -303,7 +303,7 @@ def test_show_without_study_needs_exactly_one(db, tmp_path, capsys):
 
 
 def test_resume_command_quotes_and_hides_the_password():
-    from kmlp.cli.study_cmd import resume_command
+    from kmlp.study.commands import resume_command
 
     argv = ["launch", "--study", "my run", "--storage", "postgresql://u:s3cret@h/db", "--bn"]
     assert resume_command(argv) == (

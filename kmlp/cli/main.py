@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import kmlp
-from kmlp.cli import dashboard_cmd, data_cmd, gradcheck_cmd, retrain_cmd, study_cmd, train_cmd
+from kmlp.cli import (
+    dashboard_cmd,
+    data_cmd,
+    gradcheck_cmd,
+    retrain_cmd,
+    show_cmd,
+    study_cmd,
+    train_cmd,
+)
 from kmlp.cli.entry import was_interrupted
 from kmlp.errors import KmlpError
 from kmlp.storage.failures import file_identity, storage_failure
@@ -80,14 +88,14 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "studies",
         "list the studies in a storage with their best lambda",
-        study_cmd.add_studies_arguments,
-        study_cmd.run_studies,
+        show_cmd.add_studies_arguments,
+        show_cmd.run_studies,
     ),
     Command(
         "show",
         "print a study's stages, how each range was chosen, best lambda and test accuracy",
-        study_cmd.add_show_arguments,
-        study_cmd.run_show,
+        show_cmd.add_show_arguments,
+        show_cmd.run_show,
         "Print a study's stage table, how each range was chosen, its best trial, the test "
         "accuracy of its retrains and its progress (--json: the same as one JSON object).",
     ),

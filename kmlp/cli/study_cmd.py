@@ -1,4 +1,4 @@
-"""``kmlp launch | worker | studies | show``: the λ search service.
+"""``kmlp launch | worker``: running the λ search.
 
 Parsing only; the work is in ``study`` and ``storage``. The dashboards' hooks (trial
 curves, search figure) are wired in here.
@@ -21,13 +21,11 @@ from kmlp.cli.common import (
     check_workers,
     data_options_from_args,
     finite_float,
-    print_json,
     training_config_from_args,
 )
 from kmlp.cli.options import (
     add_artifacts,
     add_blas_threads,
-    add_json,
     add_storage,
     add_study,
     path_text,
@@ -37,29 +35,21 @@ from kmlp.cli.options import (
 from kmlp.dashboards.artifacts import artifacts_location
 from kmlp.network import TrainConfig
 from kmlp.storage import (
-    StorageError,
-    display_url,
     open_storage,
-    portable_url,
-    resolve_url,
     sqlite_path,
 )
-from kmlp.storage.urls import without_password
 from kmlp.study import (
     CifarSource,
     SearchConfig,
     StudyError,
-    format_studies,
-    format_summary,
     launch,
     parse_ranges,
     parse_trials,
     run_worker,
-    storage_summaries,
     study_summary,
 )
-from kmlp.study.access import load, only_study_name
-from kmlp.study.commands import has_password, kmlp_command, next_commands
+from kmlp.study.access import load
+from kmlp.study.commands import has_password, next_commands, resume_command
 from kmlp.study.config import MAX_STAGES, MAX_TRIALS, SAMPLERS
 from kmlp.study.launch import DEFAULT_WORKERS
 from kmlp.study.progress import format_duration
@@ -69,17 +59,6 @@ from kmlp.study.resume import existing, same_data_options
 # option starts with "-" and a digit, so anything that does is a value (and a malformed
 # one, "-5,-1;x", is then refused by the parser of --ranges, which says why).
 _NEGATIVE_VALUES = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
-
-
-def add_studies_arguments(p: argparse.ArgumentParser) -> None:
-    add_storage(p)
-    add_json(p, what="every study's summary (stages, best lambda, retrains)")
-
-
-def add_show_arguments(p: argparse.ArgumentParser) -> None:
-    add_study(p, required=False, help="study name (default: the storage's only study)")
-    add_storage(p)
-    add_json(p, what="the study's summary (stages, best lambda, retrains, progress)")
 
 
 def add_launch_arguments(p: argparse.ArgumentParser) -> None:
@@ -289,30 +268,6 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_studies(args: argparse.Namespace) -> int:
-    rdb = open_storage(args.storage, create=False)
-    summaries = storage_summaries(rdb)
-    if args.json:
-        studies = [s.to_dict() for s in summaries]
-        print_json({"storage": display_url(rdb.url), "studies": studies})
-    else:
-        print(format_studies(summaries))
-    return 0
-
-
-def run_show(args: argparse.Namespace) -> int:
-    url = resolve_url(args.storage)
-    rdb = open_storage(url, create=False)
-    name = args.study if args.study is not None else only_study_name(rdb)
-    summary = study_summary(load(name, storage=rdb))
-    if args.json:
-        print_json({"storage": display_url(url), **summary.to_dict()})
-    else:
-        print(f"study {summary.name} in {display_url(url)}")
-        print(format_summary(summary))
-    return 0
-
-
 def _interrupted(args: argparse.Namespace) -> int:
     """Ctrl-C (or SIGTERM) during launch / worker: say how to continue; exit code 130."""
     argv = getattr(args, "argv", None)
@@ -324,32 +279,6 @@ def _interrupted(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 130
-
-
-def resume_command(argv: list[str]) -> str:
-    """The command line ``argv`` as a copyable ``kmlp ...`` command, storage password left out."""
-    out = []
-    take_url = False
-    for arg in argv:
-        if take_url:
-            out.append(_no_password(arg))
-            take_url = False
-            continue
-        option, eq, value = arg.partition("=")
-        is_storage = option.startswith("--st") and "--storage".startswith(option)
-        if is_storage and eq:
-            out.append(f"{option}={_no_password(value)}")
-        else:
-            out.append(arg)
-            take_url = is_storage
-    return kmlp_command(*out)
-
-
-def _no_password(url: str) -> str:
-    try:
-        return portable_url(url) if has_password(url) else url
-    except StorageError:  # malformed: take the password out of the text itself
-        return without_password(url)
 
 
 def _quiet_optuna() -> None:
