@@ -31,6 +31,7 @@ from optuna.artifacts import get_all_artifact_meta, upload_artifact
 from kmlp.dashboards.curves import curves_plotly, read_curves_csv, write_curves_csv
 from kmlp.dashboards.search_plot import search_matplotlib, search_plotly
 from kmlp.dashboards.summary import is_kmlp_note, summary_markdown, trial_note_markdown
+from kmlp.storage.urls import redact
 from kmlp.study.summary import StudySummary, study_summary
 
 if TYPE_CHECKING:
@@ -146,7 +147,9 @@ def make_hooks(artifact_store: ArtifactStore | None, *, storage_url: str | None 
         try:
             publish_trial_curves(trial, result, artifact_store=artifact_store)
         except Exception as exc:  # a full disk or flaky S3 must not lose a trained trial
-            _log.warning("kmlp: could not upload curves of trial %d: %s", trial.number, exc)
+            _log.warning(
+                "kmlp: could not upload curves of trial %d: %s", trial.number, redact(str(exc))
+            )
 
     def refresh(study: optuna.Study, *, snapshot: bool) -> None:
         try:
@@ -155,7 +158,9 @@ def make_hooks(artifact_store: ArtifactStore | None, *, storage_url: str | None 
             )
         except Exception as exc:
             _log.warning(
-                "kmlp: could not update the search figure of %s: %s", study.study_name, exc
+                "kmlp: could not update the search figure of %s: %s",
+                study.study_name,
+                redact(str(exc), url=storage_url),
             )
 
     def on_trial_told(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -219,7 +224,9 @@ def read_trial_artifact(
         with artifact_store.open_reader(metas[-1].artifact_id) as fh:
             return fh.read()
     except Exception as exc:  # missing file in the store: show what is there
-        _log.warning("kmlp: artifact %s of trial %d unreadable: %s", filename, trial_number, exc)
+        _log.warning(
+            "kmlp: artifact %s of trial %d unreadable: %s", filename, trial_number, redact(str(exc))
+        )
         return None
 
 

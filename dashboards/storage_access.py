@@ -12,6 +12,7 @@ import sqlalchemy.exc
 
 from kmlp.dashboards.errors import DashboardError
 from kmlp.storage import display_url, open_storage, resolve_url, sqlite_path, study_names
+from kmlp.storage.urls import redact
 
 
 def open_existing_storage(storage_url: str | None) -> tuple[str, optuna.storages.RDBStorage]:
@@ -38,7 +39,7 @@ def check_reachable(storage: optuna.storages.BaseStorage, storage_url: str) -> N
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         raise DashboardError(
             f"cannot read studies from {display_url(storage_url)}: "
-            f"{reason[0] if reason else type(exc).__name__}"
+            f"{redact(reason[0], url=storage_url) if reason else type(exc).__name__}"
         ) from None
 
 

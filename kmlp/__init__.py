@@ -18,15 +18,9 @@ The names below are the public API; they are imported on first use, so that
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 from kmlp.errors import KmlpError
-
-try:
-    __version__ = importlib.metadata.version("kmlp")
-except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
-    __version__ = "0+unknown"
 
 # public name -> module that defines it
 _API = {
@@ -70,6 +64,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    __version__: str
     from kmlp.network import (
         MLP,
         Checkpoint,
@@ -86,7 +81,21 @@ if TYPE_CHECKING:
     from kmlp.study import SearchConfig, export_best, launch, retrain, run_worker
 
 
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("kmlp")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    # __version__ too is looked up on first use: importlib.metadata takes ~20 ms, and the
+    # ``kmlp`` command imports this package before it can catch a Ctrl-C.
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'kmlp' has no attribute {name!r}")
@@ -96,4 +105,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+    return sorted(set(globals()) | set(_API) | {"__version__"})

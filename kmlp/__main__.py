@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from kmlp.cli.entry import main
 
-from kmlp.cli.main import main
-
-sys.exit(main())
+main()

@@ -129,6 +129,32 @@ def writable_file(name: str, path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def writable_folder(name: str, path: str | os.PathLike[str]) -> Path:
+    """``path`` if a folder can be written there now (it exists, or can be created);
+    ConfigError otherwise: an empty path, an existing file, or a nearest existing
+    ancestor that is not a folder or refuses a new file (tried, as ``writable_file`` does).
+    Nothing is left behind."""
+    text = os.fspath(path)
+    target = Path(text).expanduser()
+    where = f"{name} {show_path(text)}"
+    try:
+        if not text.strip():
+            raise ConfigError(f"{name}: an empty path")
+        if target.exists() and not target.is_dir():
+            raise ConfigError(f"{where} is a file, not a folder")
+        ancestor = target
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise ConfigError(f"{where}: {show_path(ancestor)} is not a folder")
+        fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".kmlp-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot write there ({exc.strerror or exc})") from None
+    return target
+
+
 # -- memory ----------------------------------------------------------------------------
 
 

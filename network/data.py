@@ -12,6 +12,7 @@ import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -206,14 +207,28 @@ def _check_count(name: str, value: int | None, maximum: int) -> int | None:
     return value
 
 
+def check_data_location(data_dir: str | Path | None = None) -> None:
+    """DataError, the one ``load_cifar10`` would raise, if ``data_dir`` (else
+    ``$KMLP_DATA``) names a place that holds no CIFAR-10; the files themselves are checked
+    when read. Nothing is read or downloaded: commands call it before any other work.
+    (The default cache folder may be empty: loading downloads into it.)"""
+    root, named_by = _resolve(data_dir)
+    if named_by is not None and find_source(root) is None:
+        _explain_missing(root, named_by)
+
+
+def _explain_missing(root: Path, named_by: str) -> NoReturn:
+    expected = f"the files {', '.join(REQUIRED_FILES)}, a {FOLDER_NAME} folder or {ARCHIVE_NAME}"
+    state = "does not exist" if not root.exists() else f"has no CIFAR-10 ({expected})"
+    raise DataError(f"{root} ({named_by}) {state}")
+
+
 def _fetch_or_explain(
     root: Path, named_by: str | None, *, download: bool, progress: bool
 ) -> Source:
     """Download into the cache folder, or say why not; returns the new source."""
-    expected = f"the files {', '.join(REQUIRED_FILES)}, a {FOLDER_NAME} folder or {ARCHIVE_NAME}"
     if named_by is not None:
-        state = "does not exist" if not root.exists() else f"has no CIFAR-10 ({expected})"
-        raise DataError(f"{root} ({named_by}) {state}")
+        _explain_missing(root, named_by)
     if not download:
         raise DataError(
             f"no CIFAR-10 in the cache folder {root}; run 'kmlp data download', "

@@ -146,7 +146,10 @@ def _is_number(value: object) -> bool:
 
 # Field -> (what it must be, test). Optional fields may also be null or absent.
 _FIELDS: dict[str, tuple[str, Any]] = {
-    "study": ("a non-empty string", lambda v: isinstance(v, str) and v != ""),
+    "study": (
+        "a study name (1 to 512 printable characters)",
+        lambda v: isinstance(v, str) and v.strip() != "" and len(v) <= 512 and v.isprintable(),
+    ),
     "trial": ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
     "lambda": ("a number > 0", lambda v: _is_number(v) and v > 0),
     "log10_lambda": ("a number", _is_number),

@@ -46,6 +46,7 @@ from kmlp.storage.urls import (
     display_url,
     engine_kwargs,
     parse_url,
+    redact,
     resolve_url,
     sqlite_path,
 )
@@ -140,7 +141,7 @@ def open_database(
     except (sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
         raise StorageError(
             f"cannot open {display_url(url)}: no database driver for "
-            f"{backend(url)!r} ({describe(exc)})"
+            f"{backend(url)!r} ({redact(describe(exc), url=url)})"
         ) from None
     except (
         sqlalchemy.exc.SQLAlchemyError,
@@ -149,7 +150,9 @@ def open_database(
         RuntimeError,
         OSError,
     ) as exc:
-        raise StorageError(f"cannot open {display_url(url)}: {describe(exc)}") from None
+        raise StorageError(
+            f"cannot open {display_url(url)}: {redact(describe(exc), url=url)}"
+        ) from None
     if read_only and backend(url) == "sqlite":
         _sqlite_query_only(rdb.engine)
     # Optuna wraps an RDBStorage in its cache of finished trials when create_study is given

@@ -49,6 +49,7 @@ _KEYWORD_SECRET = re.compile(
     r"(?i)(?P<key>\b(?:password|passwd|pwd|secret|token)\s*=\s*)"
     r"(?P<value>'[^']*'?|\"[^\"]*\"?|[^&;\s]+)"
 )
+_SECRET_KEYS = ("password", "passwd", "pwd", "secret", "token")
 _MAX_SHOWN = 300  # characters of a URL shown in a message
 
 
@@ -72,6 +73,15 @@ def display_url(url: object) -> str:
     return text
 
 
+def without_password(url: str) -> str:
+    """``url`` with any password taken out of its text (``user:pw@`` -> ``user@``,
+    ``password=pw`` dropped): for a command people copy when the URL cannot be parsed
+    (``portable_url`` does it for URLs that can)."""
+    text = _userinfo(url).sub(lambda m: f"{m['scheme']}{m['user']}@", url, count=1)
+    text = re.sub(r"(?i)[?&;]?\b(?:password|passwd|pwd)\s*=[^&;\s]*", "", text)
+    return text
+
+
 def _userinfo(text: str) -> re.Pattern[str]:
     return _USERINFO if "://" in text else _LOOSE_USERINFO
 
@@ -87,11 +97,21 @@ def _secrets(url: str) -> list[str]:
     return sorted({s for s in found + decoded if s}, key=len, reverse=True)
 
 
-def redact(text: str, *, url: str) -> str:
-    """``text`` (an error message about ``url``) with ``url``'s secrets replaced by
-    ``***``, and any URL in it masked as ``display_url`` masks one."""
-    for secret in _secrets(url):
-        text = text.replace(secret, "***")
+# A URL inside free text (an error message): scheme://, then up to a space or a quote.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+
+
+def redact(text: str, *, url: str | None = None) -> str:
+    """``text`` (e.g. an error message about ``url``) with ``url``'s secrets replaced by
+    ``***`` wherever they appear (as a whole: "pw" in "kmlp pwd" is left, so that a short
+    password does not garble the text), and any URL in it masked as ``display_url`` masks
+    one."""
+    for secret in _secrets(url) if isinstance(url, str) else []:
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
+    text = _URL_IN_TEXT.sub(
+        lambda m: _userinfo(m[0]).sub(lambda u: f"{u['scheme']}{u['user']}:***@", m[0], count=1),
+        text,
+    )
     return _KEYWORD_SECRET.sub(lambda m: f"{m['key']}***", text)
 
 
@@ -140,7 +160,15 @@ def portable_url(url: str) -> str:
         parsed = parsed.set(database=str(path))
     if parsed.password is not None:
         parsed = parsed._replace(password=None)  # URL.set() treats None as "unchanged"
+    secret_keys = [k for k in parsed.query if k.lower() in _SECRET_KEYS]
+    if secret_keys:  # ?password=... (libpq reads it there too)
+        parsed = parsed.difference_update_query(secret_keys)
     return parsed.render_as_string(hide_password=False)
+
+
+def has_secret(url: str) -> bool:
+    """True if the text of ``url`` holds a password (userinfo or ``password=``)."""
+    return bool(_secrets(url))
 
 
 def engine_kwargs(url: str) -> dict:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import optuna
 
 from kmlp.storage import StorageError, display_url, open_storage, study_names
+from kmlp.storage.failures import storage_failure
 from kmlp.storage.heartbeat import HeartbeatSettings
+from kmlp.storage.urls import redact
 from kmlp.study.errors import StudyError
 
 
@@ -29,7 +31,11 @@ def load(
             f"no study named {study_name!r} in {display_url(rdb.url)}{known}"
         ) from None
     except Exception as exc:  # a database error after connecting
-        raise StorageError(f"cannot read {display_url(rdb.url)}: {exc}") from None
+        lost = storage_failure(exc, rdb.url)
+        reason = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "", url=rdb.url)
+        raise lost or StorageError(
+            f"cannot read {display_url(rdb.url)}: {reason or type(exc).__name__}"
+        ) from None
     if require_kmlp and "search" not in study.user_attrs:
         raise StudyError(f"study {study_name!r} was not created by kmlp launch")
     return study

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import shlex
 
-from kmlp.storage import portable_url
-from kmlp.storage.urls import parse_url
+from kmlp.storage import StorageError, portable_url
+from kmlp.storage.urls import has_secret, without_password
 
 
 def kmlp_command(*args: str) -> str:
@@ -58,4 +58,31 @@ def next_commands(
 
 def has_password(storage_url: str | None) -> bool:
     """True if the URL carries a password (which printed commands leave out)."""
-    return bool(storage_url) and parse_url(storage_url or "").password is not None
+    return bool(storage_url) and has_secret(storage_url or "")
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line ``argv`` as a copyable ``kmlp ...`` command (the resume hint after
+    an interrupt), storage password left out."""
+    out = []
+    take_url = False
+    for arg in argv:
+        if take_url:
+            out.append(_no_password(arg))
+            take_url = False
+            continue
+        option, eq, value = arg.partition("=")
+        is_storage = option.startswith("--st") and "--storage".startswith(option)
+        if is_storage and eq:
+            out.append(f"{option}={_no_password(value)}")
+        else:
+            out.append(arg)
+            take_url = is_storage
+    return kmlp_command(*out)
+
+
+def _no_password(url: str) -> str:
+    try:
+        return portable_url(url) if has_password(url) else url
+    except StorageError:  # malformed: take the password out of the text itself
+        return without_password(url)

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from kmlp.network.checks import show
 from kmlp.study.errors import StudyError
 
 SAMPLERS = ("random", "tpe")
+# Bounds of what a search can be asked for; beyond them a value is a typo, not a plan.
+# log10 lambda: 10**x must stay a normal, positive float32 and its L2 term finite.
+LOG10_LAMBDA_LIMITS = (-30.0, 10.0)
+MAX_STAGES = 100
+MAX_TRIALS = 100_000  # per stage
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,22 +61,24 @@ class SearchConfig:
             object.__setattr__(self, "ranges", ranges)
             object.__setattr__(self, "stages", len(ranges))
             object.__setattr__(self, "coarse", ranges[0])
-        if self.stages < 1:
-            raise StudyError(f"stages must be >= 1, got {self.stages}")
+        if not 1 <= self.stages <= MAX_STAGES:
+            raise StudyError(f"stages must be from 1 to {MAX_STAGES}, got {show(self.stages)}")
         if len(self.trials) not in (1, self.stages):
             raise StudyError(
                 f"--trials takes one number or one per stage ({self.stages}), "
                 f"got {len(self.trials)}"
             )
-        if any(t < 1 for t in self.trials):
-            raise StudyError(f"trial budgets must be >= 1, got {list(self.trials)}")
-        if self.top_k < 1:
-            raise StudyError(f"top-k must be >= 1, got {self.top_k}")
+        if any(not 1 <= t <= MAX_TRIALS for t in self.trials):
+            raise StudyError(
+                f"trial budgets must be from 1 to {MAX_TRIALS}, got {show(list(self.trials))}"
+            )
+        if not 1 <= self.top_k <= MAX_TRIALS:
+            raise StudyError(f"top-k must be from 1 to {MAX_TRIALS}, got {show(self.top_k)}")
         if not (0 < self.margin < 0.5):
-            raise StudyError(f"margin must be in (0, 0.5), got {self.margin}")
+            raise StudyError(f"margin must be in (0, 0.5), got {show(self.margin)}")
         if self.sampler not in SAMPLERS:
             raise StudyError(
-                f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}"
+                f"unknown sampler {show(self.sampler)}; choose one of {', '.join(SAMPLERS)}"
             )
         if self.prune_startup < 1 or self.prune_warmup_cycles < 0:
             raise StudyError("prune_startup must be >= 1 and prune_warmup_cycles >= 0")
@@ -106,34 +115,45 @@ class SearchConfig:
 def _range(value: Any, what: str) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise StudyError(f"{what} must be two numbers low,high; got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise StudyError(f"{what} must be two numbers low,high; got {show(value)}") from None
     if not (math.isfinite(low) and math.isfinite(high)):
         raise StudyError(f"{what} {low:g},{high:g}: both ends must be finite")
     if low >= high:
         raise StudyError(f"{what} {low:g},{high:g}: low must be < high (log10 lambda)")
+    bottom, top = LOG10_LAMBDA_LIMITS
+    if low < bottom or high > top:
+        raise StudyError(
+            f"{what} {low:g},{high:g}: log10 lambda must be within [{bottom:g}, {top:g}]"
+        )
     return (low, high)
 
 
 def parse_ranges(text: str) -> tuple[tuple[float, float], ...]:
     """``"-5,-1;-3,-1;-3,-2"`` -> ((-5, -1), (-3, -1), (-3, -2)); StudyError if malformed."""
+    parts = [p for p in text.split(";") if p.strip()]
+    if not parts:
+        raise StudyError(f"--ranges {show(text)}: give low,high;low,high;... (e.g. -5,-1;-3,-2)")
+    if len(parts) > MAX_STAGES:
+        raise StudyError(f"--ranges gives {len(parts)} stages; at most {MAX_STAGES}")
     ranges = []
-    for i, part in enumerate(p for p in text.split(";") if p.strip()):
+    for i, part in enumerate(parts):
         pieces = [p.strip() for p in part.split(",")]
         if len(pieces) != 2:
-            raise StudyError(f"range {i} {part.strip()!r}: give low,high (e.g. -5,-1)")
+            raise StudyError(f"range {i} {show(part.strip())}: give low,high (e.g. -5,-1)")
         ranges.append(_range(pieces, f"range {i}"))
-    if not ranges:
-        raise StudyError(f"--ranges {text!r}: give low,high;low,high;...")
     return tuple(ranges)
 
 
 def parse_trials(text: str) -> tuple[int, ...]:
-    """``"20"`` or ``"20,10,10"`` -> budgets; StudyError if not positive integers."""
-    try:
-        budgets = tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise StudyError(f"--trials {text!r}: give a positive integer or one per stage") from None
-    if not budgets or any(b < 1 for b in budgets):
-        raise StudyError(f"--trials {text!r}: budgets must be positive integers")
-    return budgets
+    """``"20"`` or ``"20,10,10"`` -> budgets; StudyError if not whole numbers in range."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(re.fullmatch(r"[0-9]+", p) for p in parts):  # ASCII digits, no 1e3 or 2.5
+        raise StudyError(
+            f"--trials {show(text)}: give a whole number, or one per stage like 20,10,10"
+        )
+    if len(parts) > MAX_STAGES:
+        raise StudyError(f"--trials gives {len(parts)} budgets; at most {MAX_STAGES} stages")
+    if any(len(p) > 9 or not 1 <= int(p) <= MAX_TRIALS for p in parts):
+        raise StudyError(f"--trials {show(text)}: each budget must be from 1 to {MAX_TRIALS}")
+    return tuple(int(p) for p in parts)

@@ -21,7 +21,13 @@ from kmlp.network import (
     save_model,
     train,
 )
+from kmlp.network.cifar_files import BATCH_ROWS
+from kmlp.network.data import N_TRAIN_MAX, N_VAL_MAX
+from kmlp.network.persist import check_model_path
+from kmlp.network.threads import check_blas_threads
 from kmlp.storage import StorageError, open_storage, portable_url, read_export, write_export
+from kmlp.storage.failures import storage_failure
+from kmlp.storage.urls import parse_url, redact
 from kmlp.study.access import load
 from kmlp.study.errors import StudyError
 from kmlp.study.launch import kmlp_version
@@ -163,7 +169,25 @@ def retrain(
     except KmlpNetworkError as exc:
         raise StudyError(f"{export_path}: bad training configuration: {exc}") from None
     if cycles is not None:
-        config = dataclasses.replace(config, cycles=cycles)
+        try:
+            config = dataclasses.replace(config, cycles=cycles)
+        except KmlpNetworkError as exc:
+            raise StudyError(f"--cycles {cycles}: {exc}") from None
+    # Everything else decidable before the data is read and a step taken: threads,
+    # memory, the model path, the data's place, the storage to record on.
+    threads = blas_threads or export.get("blas_threads") or DEFAULT_BLAS_THREADS
+    try:
+        check_blas_threads(threads)
+    except KmlpNetworkError as exc:
+        if blas_threads is None:  # the exported trial ran on a bigger machine
+            raise StudyError(f"{export_path} asks for {exc}; pass --blas-threads N") from None
+        raise
+    if data is None:  # (load_cifar10 checks the sizes and the data's place before reading)
+        config.check_memory(n_images=N_TRAIN_MAX + N_VAL_MAX + BATCH_ROWS)
+    if save is not None:
+        check_model_path(save, name="--save")
+    if storage_url is not None:
+        parse_url(storage_url)  # a malformed --storage is refused now, not after training
     stored = export.get("data") or {}
     if data is None:
         if as_searched:
@@ -186,7 +210,6 @@ def retrain(
         file=err,
         flush=True,
     )
-    threads = blas_threads or export.get("blas_threads") or DEFAULT_BLAS_THREADS
     result = train(data=data, config=config, progress=progress, blas_threads=int(threads))
     with blas_limit(int(threads)):
         test_accuracy = float(result.net.accuracy(data.test.X, data.test.y))
@@ -221,5 +244,6 @@ def _record(outcome: RetrainResult, storage_url: str | None) -> tuple[bool, str]
     except (StorageError, StudyError) as exc:
         return False, str(exc)
     except Exception as exc:  # a lost connection must not lose the result
-        return False, f"{type(exc).__name__}: {exc}"
+        lost = storage_failure(exc, storage_url)
+        return False, str(lost) if lost else redact(f"{type(exc).__name__}: {exc}", url=storage_url)
     return True, ""

@@ -24,6 +24,8 @@ import optuna
 from kmlp.network import DEFAULT_BLAS_THREADS, Dataset, KmlpNetworkError, TrainConfig
 from kmlp.network.threads import check_blas_threads
 from kmlp.storage import HeartbeatSettings, StorageError, open_storage, storage_lock
+from kmlp.storage.failures import file_identity, storage_failure
+from kmlp.storage.urls import redact
 from kmlp.study.config import SearchConfig
 from kmlp.study.data import DataSource, data_record
 from kmlp.study.errors import StudyError
@@ -170,28 +172,30 @@ def launch(
 def _children(
     n: int, kwargs: dict[str, Any], data_source: DataSource | None, threads: int
 ) -> Iterator[list[multiprocessing.process.BaseProcess]]:
-    """Spawn ``n`` worker processes; on exit wait for them (or stop them on an error)."""
+    """Spawn ``n`` worker processes; on exit wait for them (or stop them on an error).
+
+    The children ignore SIGINT from their first instruction: a Ctrl-C in the terminal
+    reaches the whole process group, and a child still importing NumPy would print a
+    traceback. This process stops them with SIGTERM instead, which
+    ``child_main`` turns into failing the running trial.
+    """
     ctx = multiprocessing.get_context("spawn")
-    procs = []
-    saved = {k: os.environ.get(k) for k in BLAS_ENV}
+    procs: list[multiprocessing.process.BaseProcess] = []
     try:
-        # Spawned interpreters read these before NumPy loads its BLAS.
-        os.environ.update({k: str(threads) for k in BLAS_ENV})
-        for i in range(1, n + 1):
-            p = ctx.Process(
-                target=child_main,
-                kwargs={**kwargs, "data_source": data_source, "label": f"w{i}", "threads": threads},
-                name=f"kmlp-worker-{i}",
-            )
-            p.start()
-            procs.append(p)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    try:
+        with _blas_env(threads), _sigint_ignored():
+            for i in range(1, n + 1):
+                p = ctx.Process(
+                    target=child_main,
+                    kwargs={
+                        **kwargs,
+                        "data_source": data_source,
+                        "label": f"w{i}",
+                        "threads": threads,
+                    },
+                    name=f"kmlp-worker-{i}",
+                )
+                p.start()
+                procs.append(p)
         yield procs
     except BaseException:
         for p in procs:
@@ -213,16 +217,61 @@ def _children(
             )
 
 
+@contextlib.contextmanager
+def _blas_env(threads: int) -> Iterator[None]:
+    """Spawned interpreters read these before NumPy loads its BLAS."""
+    saved = {k: os.environ.get(k) for k in BLAS_ENV}
+    os.environ.update({k: str(threads) for k in BLAS_ENV})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while processes are spawned, so that they start ignoring it (an
+    ignored signal stays ignored across exec, and Python then leaves it so). Blocking it
+    instead would not do: multiprocessing unblocks SIGINT when it starts its resource
+    tracker. A Ctrl-C in the milliseconds of the spawning is dropped; the next one works."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def child_main(*, threads: int, **kwargs: Any) -> None:
-    """Entry point of a spawned worker process."""
+    """Entry point of a spawned worker process: errors are one line, never a traceback."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    label = kwargs.get("label")
+    identity = file_identity(kwargs.get("storage_url"))
     try:
         run_worker(blas_threads=threads, **kwargs)
     except KeyboardInterrupt:
         sys.exit(130)
     except (StudyError, StorageError, KmlpNetworkError) as exc:
-        print(f"kmlp: error: [{kwargs.get('label')}] {exc}", file=sys.stderr, flush=True)
+        print(f"kmlp: error: [{label}] {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except Exception as exc:
+        lost = storage_failure(exc, kwargs.get("storage_url"), identity=identity)
+        if lost is None:
+            print(
+                f"kmlp: internal error: [{label}] {type(exc).__name__}: "
+                f"{redact(str(exc), url=kwargs.get('storage_url'))}",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(1)
+        print(f"kmlp: error: [{label}] {lost}", file=sys.stderr, flush=True)
         sys.exit(2)
 
 

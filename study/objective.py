@@ -36,6 +36,7 @@ from kmlp.network import (
     blas_limit,
     train,
 )
+from kmlp.storage.urls import redact
 from kmlp.study.record import PARAM
 
 TrialHook = Callable[[optuna.Study, optuna.Trial, TrainResult], None]
@@ -122,7 +123,7 @@ def run_trial(
         return _lost(study, trial)
     except BaseException as exc:
         try:
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+            trial.set_user_attr("fail_reason", redact(f"{type(exc).__name__}: {exc}")[:500])
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         except Exception:  # storage gone too; the heartbeat will fail the trial
             pass
@@ -172,7 +173,7 @@ def _call_hook(
         stream = err or sys.stderr
         print(
             f"kmlp: warning: on_trial_end hook failed for trial #{trial.number}: "
-            f"{type(exc).__name__}: {exc}",
+            f"{type(exc).__name__}: {redact(str(exc))}",
             file=stream,
             flush=True,
         )

@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from kmlp.network import DEFAULT_BLAS_THREADS, Dataset, TrainConfig, blas_limit
 from kmlp.storage import HeartbeatSettings, open_storage, storage_lock
+from kmlp.storage.urls import redact
 from kmlp.study import plan, progress
 from kmlp.study.access import load
 from kmlp.study.config import SearchConfig
@@ -320,7 +321,7 @@ def _call_hook(name: str, hook: Callable[..., None], *args: Any) -> None:
         hook(*args)
     except Exception as exc:  # a figure failing must not stop the search
         print(
-            f"kmlp: warning: {name} hook failed: {type(exc).__name__}: {exc}",
+            f"kmlp: warning: {name} hook failed: {type(exc).__name__}: {redact(str(exc))}",
             file=sys.stderr,
             flush=True,
         )

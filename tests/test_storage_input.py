@@ -226,7 +226,8 @@ def _document(**fields) -> str:
         (_document(blas_threads=0), '"blas_threads" must be a whole number >= 1'),
         (_document(storage=["x"]), '"storage" must be a string'),
         (_document(data={"n_train": 2.5}), '"data.n_train" must be a whole number'),
-        (_document(study=""), '"study" must be a non-empty string'),
+        (_document(study=""), '"study" must be a study name'),
+        (_document(study="a\nb"), '"study" must be a study name'),
         (_document(trial=10**4000), "a 4001-digit number is too large"),
         (_document().replace('"trial": 3', '"trial": ' + "9" * 5000), "number too long"),
         (_document().replace('"lambda": 0.001', '"lambda": 1e999'), "inf is not a finite"),
@@ -320,3 +321,45 @@ def test_any_json_document_loads_as_an_export_or_is_one_kmlp_error(text):
 @given(st.text(_TEXT, max_size=200))
 def test_any_text_is_an_export_or_one_storage_error(text):
     _check_like_retrain(text)
+
+
+@pytest.mark.parametrize(
+    "url, portable, bare",
+    [
+        ("postgresql://u:pw@h/db", "postgresql://u@h/db", "postgresql://u@h/db"),
+        ("postgresql://u@h/db?password=pw", "postgresql://u@h/db", "postgresql://u@h/db"),
+        (
+            "postgresql://u:pw@h/db?sslmode=require&PASSWORD=pw",
+            "postgresql://u@h/db?sslmode=require",
+            "postgresql://u@h/db?sslmode=require",
+        ),
+        ("postgresql://u:pw@h:bad/db", None, "postgresql://u@h:bad/db"),  # malformed
+    ],
+)
+def test_printed_commands_drop_every_password(url, portable, bare):
+    from kmlp.storage.urls import has_secret, without_password
+
+    assert has_secret(url)
+    assert without_password(url) == bare
+    if portable is None:
+        with pytest.raises(StorageError):
+            portable_url(url)
+    else:
+        assert portable_url(url) == portable and not has_secret(portable)
+
+
+def test_redact_replaces_a_short_password_only_as_a_whole():
+    assert redact("kmlp: p@h said p", url="postgresql://u:p@h/db") == "kmlp: ***@h said ***"
+
+
+@PROPERTY
+@given(urls_with_password())
+def test_error_lines_never_show_the_password(case):
+    from kmlp.cli.main import error_text
+
+    url, password, neutral = case
+    _outside(password, neutral, "failed: (", ")")
+    for argv in (["--storage", url], [f"--storage={url}"], [f"--st={url}"]):
+        line = error_text(f"failed: {url} ({password})\nnext line", argv)
+        assert not [piece for piece in _pieces(password) if piece in line], line
+        assert "\n" not in line

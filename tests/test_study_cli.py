@@ -19,6 +19,7 @@ from kmlp.network import TrainConfig
 from kmlp.storage import open_storage
 from kmlp.study import SearchConfig
 from kmlp.study.launch import prepare_study
+from tests.conftest import CIFAR_FILES
 from tests.helpers.studies import DATA, PG_URL, SMALL, kmlp, launch_real
 
 OPTUNA = Path(sys.executable).with_name("optuna")
@@ -98,9 +99,14 @@ def test_rerunning_a_finished_study_says_so_at_once(finished):
         (t.number, t.state, t.value)
         for t in optuna.load_study(study_name="cli", storage=url).trials
     ]
-    # --data points nowhere: the answer comes before any data is loaded
+    # --data names a folder of empty CIFAR-10 files (a folder that does not exist is
+    # refused up front, like any wrong flag): the answer comes before any data is read
+    empty = folder / "empty-cifar"
+    empty.mkdir(exist_ok=True)
+    for name in CIFAR_FILES:
+        (empty / name).write_bytes(b"")
     again = kmlp(
-        "launch", "--study", "cli", "--storage", url, "--data", str(folder / "nowhere"),
+        "launch", "--study", "cli", "--storage", url, "--data", str(empty),
         *SMALL, *LAUNCH, cwd=folder,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
@@ -110,7 +116,7 @@ def test_rerunning_a_finished_study_says_so_at_once(finished):
         (t.number, t.state, t.value)
         for t in optuna.load_study(study_name="cli", storage=url).trials
     ] == before
-    worker = kmlp("worker", "--study", "cli", "--storage", url, "--data", "/nowhere", cwd=folder)
+    worker = kmlp("worker", "--study", "cli", "--storage", url, "--data", str(empty), cwd=folder)
     assert worker.returncode == 0 and "is finished; nothing to run" in worker.stdout
 
 
@@ -297,7 +303,7 @@ def test_show_without_study_needs_exactly_one(db, tmp_path, capsys):
 
 
 def test_resume_command_quotes_and_hides_the_password():
-    from kmlp.cli.study_cmd import resume_command
+    from kmlp.study.commands import resume_command
 
     argv = ["launch", "--study", "my run", "--storage", "postgresql://u:s3cret@h/db", "--bn"]
     assert resume_command(argv) == (

@@ -130,7 +130,13 @@ def test_search_config_budgets_and_round_trip():
         ({"ranges": ((-5, -1), (-2, -3))}, "range 1"),
         ({"sampler": "grid"}, "unknown sampler"),
         ({"stages": 3, "trials": (5, 5)}, "one per stage"),
-        ({"trials": (0,)}, "budgets must be >= 1"),
+        ({"trials": (0,)}, "budgets must be from 1 to 100000"),
+        ({"trials": (100_001,)}, "budgets must be from 1 to 100000"),
+        ({"stages": 101}, "stages must be from 1 to 100"),
+        ({"top_k": 100_001}, "top-k"),
+        ({"coarse": (-40, 1)}, "within \\[-30, 10\\]"),
+        ({"ranges": ((-5, -1), (1, 11))}, "range 1 1,11: log10 lambda must be within"),
+        ({"ranges": ()}, "at least one range"),
         ({"top_k": 0}, "top-k"),
         ({"margin": 0.0}, "margin"),
         ({"coarse": (float("nan"), 1)}, "finite"),
@@ -147,7 +153,7 @@ def test_parse_ranges_and_trials():
     for bad in ("-5", "-5,-1,-2", "a,b", ";"):
         with pytest.raises(StudyError):
             parse_ranges(bad)
-    for bad in ("0", "x", "", "3,-1"):
+    for bad in ("0", "x", "", "3,-1", "20,", "1e3", "٣", "9" * 5000, "100001"):
         with pytest.raises(StudyError):
             parse_trials(bad)
 

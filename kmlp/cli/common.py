@@ -7,19 +7,21 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-from kmlp.cli.options import positive_int
+from kmlp.cli.options import path_text, positive_int, whole_number
+from kmlp.dashboards.artifacts import artifacts_location
 from kmlp.network import TrainConfig
-from kmlp.network.checks import MAX_COUNT, MAX_SEED, bound_text, show
+from kmlp.network.checks import MAX_SEED, check_fits, show, writable_folder
 from kmlp.network.cifar_files import BATCH_ROWS
 from kmlp.network.curves import check_plot_path
-from kmlp.network.data import N_TRAIN_MAX, N_VAL_MAX
+from kmlp.network.data import N_TRAIN_MAX, N_VAL_MAX, check_data_location
 from kmlp.network.errors import ConfigError
 from kmlp.network.gradcheck import check_step
 from kmlp.network.persist import check_model_path
-from kmlp.network.threads import check_blas_threads
+from kmlp.network.threads import check_blas_threads, usable_cores
+from kmlp.storage import StorageError, display_url, resolve_url, sqlite_path
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -40,23 +42,9 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     return tuple(widths)
 
 
-def whole_number(*, low: int, high: int = MAX_COUNT) -> Callable[[str], int]:
-    """argparse type: a whole number in [low, high] (no floats; a refused value is echoed
-    shortened, never a 5000-digit line)."""
-
-    def parse(text: str) -> int:
-        if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):  # ASCII digits: no 1.5, 1e3, ١٢
-            raise argparse.ArgumentTypeError(f"{show(text)} is not a whole number")
-        if len(text.strip()) > 100:  # int() refuses beyond 4300 digits; no count needs 100
-            raise argparse.ArgumentTypeError(f"{show(text)}: must be <= {bound_text(high)}")
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{show(text)}: must be >= {low}")
-        if value > high:
-            raise argparse.ArgumentTypeError(f"{show(text)}: must be <= {bound_text(high)}")
-        return value
-
-    return parse
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (refused values echoed shortened)."""
+    return _number(text)
 
 
 def _number(text: str) -> float:
@@ -102,19 +90,20 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
     g.add_argument(
         "--data",
+        type=path_text,
         metavar="DIR",
         help="CIFAR-10 folder, its parent, or the .tar.gz "
         "(default: $KMLP_DATA, else the per-user cache, downloading it if missing)",
     )
     g.add_argument(
         "--n-train",
-        type=count_number,
+        type=whole_number(low=1, high=N_TRAIN_MAX),
         metavar="N",
         help="use only the first N of the 45000 training images",
     )
     g.add_argument(
         "--n-val",
-        type=count_number,
+        type=whole_number(low=1, high=N_VAL_MAX),
         metavar="M",
         help="use only the first M of the 5000 validation images",
     )
@@ -207,12 +196,64 @@ def check_training_args(args: argparse.Namespace, config: TrainConfig) -> None:
     the memory the network and data need, the BLAS thread count, the output paths."""
     n_images = (args.n_train or N_TRAIN_MAX) + (args.n_val or N_VAL_MAX) + BATCH_ROWS  # + test
     config.check_memory(n_images=n_images)
+    workers = getattr(args, "workers", 1)
+    if workers > 1:  # each worker process holds the data and its network
+        check_fits(f"{workers} workers", workers * config.memory_needed(n_images=n_images))
     if getattr(args, "blas_threads", None) is not None:
         check_blas_threads(args.blas_threads)
     if getattr(args, "save", None) is not None:  # "" too: --save "$UNSET" is a mistake
         check_model_path(args.save, name="--save")
     if getattr(args, "plot", None) is not None:
         check_plot_path(args.plot, name="--plot")
+
+
+def check_data_arg(args: argparse.Namespace) -> None:
+    """DataError if ``--data`` (else ``$KMLP_DATA``) names a place without CIFAR-10: said
+    before anything is read or downloaded. Commands call it after their other checks."""
+    check_data_location(args.data)
+
+
+def check_workers(workers: int, blas_threads: int | None) -> None:
+    """ConfigError if ``workers`` processes of ``blas_threads`` BLAS threads each would
+    run more threads than this process has cores: they would only wait for each other."""
+    cores = usable_cores()
+    threads = workers * (blas_threads or 1)
+    if threads > cores:
+        most = max(1, cores // (blas_threads or 1))
+        each = f" x {blas_threads} BLAS threads" if (blas_threads or 1) > 1 else ""
+        raise ConfigError(
+            f"--workers {workers}{each}: {threads} threads on the {cores} "
+            f"core{'s' if cores != 1 else ''} this machine gives kmlp; use at most "
+            f"{most} worker{'s' if most != 1 else ''}"
+        )
+
+
+def check_storage_arg(url: str | None) -> str:
+    """The storage URL to use (flag, ``$KMLP_STORAGE``, default), checked as far as can be
+    without connecting: well formed, and for SQLite a file (not a folder) in an existing
+    folder. StorageError (one line, no password) otherwise."""
+    resolved = resolve_url(url)
+    path = sqlite_path(resolved)  # parses: a malformed URL is refused here
+    if path is not None:
+        shown = display_url(resolved)
+        if path.is_dir():
+            raise StorageError(f"cannot open {shown}: {path} is a folder, not a database file")
+        if not path.parent.is_dir():
+            raise StorageError(f"cannot open {shown}: folder {path.parent} does not exist")
+    return resolved
+
+
+def check_artifacts_arg(storage_url: str, artifacts: str | None) -> None:
+    """ConfigError if the artifact place (``--artifacts``, ``$KMLP_ARTIFACTS`` or the
+    default beside the database) cannot be used; nothing is created."""
+    location = artifacts_location(storage_url, artifacts)
+    if location.startswith("s3://"):
+        if not urlsplit(location).netloc:
+            raise ConfigError(f"artifact place {show(location)} has no bucket (s3://bucket/prefix)")
+        return
+    if "://" in location:
+        raise ConfigError(f"artifact place {show(location)}: give a folder or s3://bucket/prefix")
+    writable_folder("artifact folder", location)
 
 
 def data_options_from_args(args: argparse.Namespace) -> dict[str, Any]:

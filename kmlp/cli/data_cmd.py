@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from kmlp.cli.options import path_text
 from kmlp.network.data import download_cifar10, load_cifar10, resolve_data_dir
 
 
@@ -22,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     dl.add_argument(
         "--dest",
+        type=path_text,
         metavar="DIR",
         help="folder to download into (default: the cache folder, $KMLP_CACHE or ~/.cache/kmlp)",
     )
@@ -35,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     info.add_argument(
         "--data",
+        type=path_text,
         metavar="DIR",
         help="CIFAR-10 folder, its parent, or the .tar.gz archive "
         "(default: $KMLP_DATA, else the cache folder)",

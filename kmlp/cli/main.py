@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 import kmlp
 from kmlp.cli import (
@@ -22,10 +23,14 @@ from kmlp.cli import (
     proxy_cmd,
     reproduce_cmd,
     retrain_cmd,
+    show_cmd,
     study_cmd,
     train_cmd,
 )
+from kmlp.cli.entry import was_interrupted
 from kmlp.errors import KmlpError
+from kmlp.storage.failures import file_identity, storage_failure
+from kmlp.storage.urls import ENV_VAR, redact, resolve_url
 
 
 @dataclass(frozen=True)
@@ -85,14 +90,14 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "studies",
         "list the studies in a storage with their best lambda",
-        study_cmd.add_studies_arguments,
-        study_cmd.run_studies,
+        show_cmd.add_studies_arguments,
+        show_cmd.run_studies,
     ),
     Command(
         "show",
         "print a study's stages, how each range was chosen, best lambda and test accuracy",
-        study_cmd.add_show_arguments,
-        study_cmd.run_show,
+        show_cmd.add_show_arguments,
+        show_cmd.run_show,
         "Print a study's stage table, how each range was chosen, its best trial, the test "
         "accuracy of its retrains and its progress (--json: the same as one JSON object).",
     ),
@@ -147,11 +152,18 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors are one line and exit code 2."""
+class UsageError(KmlpError):
+    """A command line argparse refuses (unknown option, bad value, missing argument)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are KmlpErrors: ``main`` prints them like every
+    other error, ``kmlp: error: <subcommand>: <message>``, one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        command = self.prog.removeprefix("kmlp").strip()
+        where = f"{command}: " if command else ""
+        raise UsageError(f"{where}{message} (see '{self.prog} --help')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,14 +187,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # The command line as given, for "to continue, rerun ..." after an interrupt.
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    """Run ``kmlp`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Errors are one line on stderr: ``kmlp: error: ...`` (exit 2) for bad input,
+    ``kmlp: internal error: ...`` (exit 1) for a bug; ``KMLP_DEBUG=1`` raises them instead.
+    Every line is made printable and short, and masks any storage password the command
+    line or ``$KMLP_STORAGE`` holds.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
     debug = bool(os.environ.get("KMLP_DEBUG"))
+    args = None
+    identity = None
     try:
+        args = build_parser().parse_args(argv)
+        identity = file_identity(_storage_url(args))  # to tell a database replaced later
+        # The command line as given, for "to continue, rerun ..." after an interrupt.
+        args.argv = argv
         code = args.func(args)
     except KeyboardInterrupt:
+        if debug:  # where it was, for a hang
+            raise
         print("kmlp: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. "kmlp show --json | head": the reader left, not an error
@@ -192,15 +216,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KmlpError as exc:
         if debug:
             raise
-        print(f"kmlp: error: {exc}", file=sys.stderr)
+        url = _storage_url(args)
+        if identity is not None and file_identity(url) != identity:  # replaced meanwhile
+            exc = storage_failure(exc, url, identity=identity) or exc
+        print(f"kmlp: error: {error_text(str(exc), argv)}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug, still one line; KMLP_DEBUG=1 shows the traceback
         if debug:
             raise
-        print(f"kmlp: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if was_interrupted():  # Ctrl-C, surfacing from C code as another exception
+            print("kmlp: interrupted", file=sys.stderr)
+            return 130
+        lost = storage_failure(exc, _storage_url(args), identity=identity)
+        if lost is not None:  # the database failed under us: bad luck, not a bug
+            print(f"kmlp: error: {error_text(str(lost), argv)}", file=sys.stderr)
+            return 2
+        text = error_text(f"{type(exc).__name__}: {exc}", argv)
+        print(f"kmlp: internal error: {text}", file=sys.stderr)
         return 1
     return int(code or 0)
 
 
+_MAX_LINE = 1000  # characters of an error message shown
+
+
+def error_text(message: str, argv: Sequence[str] = ()) -> str:
+    """``message`` as one printable line of bounded length, with no storage password.
+
+    Control characters (a newline in a path, an ANSI escape) are shown escaped; a
+    password in any URL on the command line or in ``$KMLP_STORAGE`` is masked wherever
+    it appears, and so is any URL's password (``storage.urls.redact``).
+    """
+    text = message
+    for source in [*argv, os.environ.get(ENV_VAR) or ""]:
+        if "://" in source:  # a URL: its password, as given and percent-decoded
+            text = redact(text, url=source.split("=", 1)[1] if _is_option(source) else source)
+    text = redact(text)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) > _MAX_LINE:
+        text = f"{text[: _MAX_LINE - 40]}... ({len(text)} characters)"
+    return text or "(no message)"
+
+
+def _storage_url(args: argparse.Namespace | None) -> str | None:
+    """The storage URL the command was using (given, else ``$KMLP_STORAGE`` or default)."""
+    if args is None or not hasattr(args, "storage"):
+        return None
+    return resolve_url(args.storage)
+
+
+def _is_option(arg: str) -> bool:
+    """``--storage=URL``-style: an option glued to its value."""
+    return arg.startswith("-") and "=" in arg and "://" not in arg.split("=", 1)[0]
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from kmlp.cli.entry import main as entry
+
+    entry()

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kmlp.cli.common import print_json
-from kmlp.cli.options import add_blas_threads, add_json, add_storage, add_study, positive_int
+from kmlp.cli.common import count_number, print_json
+from kmlp.cli.options import add_blas_threads, add_json, add_storage, add_study, path_text
+from kmlp.network.checks import show_path, writable_file
+from kmlp.network.errors import ConfigError
+from kmlp.storage.urls import redact
 from kmlp.study import export_best, retrain
 from kmlp.study.access import load
 from kmlp.study.commands import kmlp_command
@@ -20,17 +23,30 @@ from kmlp.study.export import FINAL_VAL_SIZE
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
     add_study(p)
     add_storage(p)
-    p.add_argument("-o", "--output", default="best.json", help="file to write (default best.json)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=path_text,
+        default="best.json",
+        help="file to write (default best.json)",
+    )
 
 
 def add_retrain_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("export_file", metavar="BEST.json", help="a file written by kmlp export")
     p.add_argument(
-        "--cycles", type=positive_int, default=None, help="cycles (default: the exported ones)"
+        "export_file", type=path_text, metavar="BEST.json", help="a file written by kmlp export"
     )
-    p.add_argument("--save", metavar="MODEL.npz", help="save the trained network")
+    p.add_argument(
+        "--cycles", type=count_number, default=None, help="cycles (default: the exported ones)"
+    )
+    p.add_argument("--save", type=path_text, metavar="MODEL.npz", help="save the trained network")
     add_json(p)
-    p.add_argument("--data", metavar="DIR", help="CIFAR-10 folder (default $KMLP_DATA or cache)")
+    p.add_argument(
+        "--data",
+        type=path_text,
+        metavar="DIR",
+        help="CIFAR-10 folder (default $KMLP_DATA or cache)",
+    )
     add_storage(p, help="storage to record the result in (default: the export's)")
     add_blas_threads(
         p,
@@ -40,7 +56,7 @@ def add_retrain_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--val-size",
-        type=positive_int,
+        type=count_number,
         default=None,
         metavar="N",
         help=f"validation images held out of the 50000 (default {FINAL_VAL_SIZE}, the method's "
@@ -48,7 +64,7 @@ def add_retrain_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--n-train",
-        type=positive_int,
+        type=count_number,
         default=None,
         metavar="N",
         help="train on only the first N of the remaining images (default: all of them, "
@@ -63,6 +79,7 @@ def add_retrain_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    check_export_path(args.output)  # before the storage is opened
     content = export_best(study_name=args.study, storage_url=args.storage, path=args.output)
     print(
         f"wrote {args.output}: trial #{content['trial']} (stage {content['stage']}), "
@@ -113,4 +130,13 @@ def _refresh_note(study_name: str, storage_url: str | None) -> None:
         study = load(study_name, storage=storage_url)
         publish_search(study, artifact_store=None, storage_url=storage_url, snapshot=False)
     except Exception as exc:  # the result is recorded; the note catches up at the next trial
-        print(f"kmlp: warning: study note not updated: {exc}", file=sys.stderr)
+        reason = redact(f"{exc}", url=storage_url)
+        print(f"kmlp: warning: study note not updated: {reason}", file=sys.stderr)
+
+
+def check_export_path(path: str) -> None:
+    """ConfigError unless an export file can be written at ``path`` now, in an existing
+    folder (``kmlp export`` creates no folders)."""
+    target = writable_file("-o", path)
+    if not target.parent.is_dir():
+        raise ConfigError(f"-o {show_path(path)}: folder {show_path(target.parent)} does not exist")

@@ -1,4 +1,4 @@
-"""``kmlp launch | worker | studies | show``: the λ search service.
+"""``kmlp launch | worker``: running the λ search.
 
 Parsing only; the work is in ``study`` and ``storage``. The dashboards' hooks (trial
 curves, search figure) are wired in here.
@@ -14,52 +14,51 @@ from typing import Any
 
 from kmlp.cli.common import (
     add_training_args,
+    check_artifacts_arg,
+    check_data_arg,
+    check_storage_arg,
+    check_training_args,
+    check_workers,
     data_options_from_args,
-    print_json,
+    finite_float,
     training_config_from_args,
 )
 from kmlp.cli.options import (
     add_artifacts,
     add_blas_threads,
-    add_json,
     add_storage,
     add_study,
+    path_text,
     positive_int,
+    whole_number,
 )
 from kmlp.dashboards.artifacts import artifacts_location
-from kmlp.storage import StorageError, display_url, open_storage, portable_url, resolve_url
+from kmlp.network import TrainConfig
+from kmlp.storage import (
+    open_storage,
+    sqlite_path,
+)
 from kmlp.study import (
     CifarSource,
     SearchConfig,
     StudyError,
-    format_studies,
-    format_summary,
     launch,
     parse_ranges,
     parse_trials,
     run_worker,
-    storage_summaries,
     study_summary,
 )
-from kmlp.study.access import load, only_study_name
-from kmlp.study.commands import has_password, kmlp_command, next_commands
-from kmlp.study.config import SAMPLERS
+from kmlp.study.access import load
+from kmlp.study.commands import has_password, next_commands, resume_command
+from kmlp.study.config import MAX_STAGES, MAX_TRIALS, SAMPLERS
 from kmlp.study.launch import DEFAULT_WORKERS
 from kmlp.study.progress import format_duration
+from kmlp.study.resume import existing, same_data_options
 
-# argparse takes "-5,-1;-3,-2" for an option unless told it is a (negative) value.
-_NEGATIVE_VALUES = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.,;eE+\- ]+$")
-
-
-def add_studies_arguments(p: argparse.ArgumentParser) -> None:
-    add_storage(p)
-    add_json(p, what="every study's summary (stages, best lambda, retrains)")
-
-
-def add_show_arguments(p: argparse.ArgumentParser) -> None:
-    add_study(p, required=False, help="study name (default: the storage's only study)")
-    add_storage(p)
-    add_json(p, what="the study's summary (stages, best lambda, retrains, progress)")
+# argparse takes "-5,-1;-3,-2" for an option unless told it is a (negative) value: no
+# option starts with "-" and a digit, so anything that does is a value (and a malformed
+# one, "-5,-1;x", is then refused by the parser of --ranges, which says why).
+_NEGATIVE_VALUES = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
 
 
 def add_launch_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,13 +71,16 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--coarse",
         nargs=2,
-        type=float,
+        type=finite_float,
         default=list(d.coarse),
         metavar=("LOW", "HIGH"),
         help="log10 lambda range of stage 0 (default -5 -1)",
     )
     g.add_argument(
-        "--stages", type=positive_int, default=None, help=f"number of stages (default {d.stages})"
+        "--stages",
+        type=whole_number(low=1, high=MAX_STAGES),
+        default=None,
+        help=f"number of stages (default {d.stages})",
     )
     g.add_argument(
         "--trials",
@@ -88,13 +90,13 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--top-k",
-        type=positive_int,
+        type=whole_number(low=1, high=MAX_TRIALS),
         default=d.top_k,
         help=f"best trials whose span sets the next range (default {d.top_k})",
     )
     g.add_argument(
         "--margin",
-        type=float,
+        type=finite_float,
         default=d.margin,
         help=f"widening of that span per side, fraction of the previous width (default {d.margin})",
     )
@@ -120,6 +122,7 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument(
         "--workers",
         type=positive_int,
+        metavar="N",
         default=DEFAULT_WORKERS,
         help="worker processes on this machine "
         f"(default: one per core, at most 4; here {DEFAULT_WORKERS})",
@@ -131,7 +134,12 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
 def add_worker_arguments(p: argparse.ArgumentParser) -> None:
     add_study(p)
     add_storage(p)
-    p.add_argument("--data", metavar="DIR", help="CIFAR-10 folder (default $KMLP_DATA or cache)")
+    p.add_argument(
+        "--data",
+        type=path_text,
+        metavar="DIR",
+        help="CIFAR-10 folder (default $KMLP_DATA or cache)",
+    )
     add_blas_threads(p)
     _add_publish_args(p)
 
@@ -146,7 +154,7 @@ def _add_publish_args(p: argparse.ArgumentParser) -> None:
 
 
 def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
-    ranges = parse_ranges(args.ranges) if args.ranges else None
+    ranges = parse_ranges(args.ranges) if args.ranges is not None else None
     trials = parse_trials(args.trials)
     if ranges is not None and args.stages is not None and args.stages != len(ranges):
         raise StudyError(f"--stages {args.stages} but --ranges gives {len(ranges)} stages")
@@ -168,21 +176,32 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 def run_launch(args: argparse.Namespace) -> int:
     _quiet_optuna()
+    # Everything decidable is decided before any work: no file, folder or table is
+    # created and no data read while a flag is still wrong.
     search = search_config_from_args(args)
     config = training_config_from_args(args)
+    check_workers(args.workers, args.blas_threads)
+    check_training_args(args, config)  # memory (per worker), BLAS threads
+    url = check_storage_arg(args.storage)
+    if not args.no_publish:
+        check_artifacts_arg(url, args.artifacts)
+    check_data_arg(args)
     options = data_options_from_args(args)
-    url = resolve_url(args.storage)
-    # The launching process loads the data first (downloading it if needed, with a bar);
-    # worker processes then find it.
+    # Then, before anything is created: a stored study of that name must have the same
+    # settings (an unreachable server is said here too); unless it is finished, the data
+    # is read (downloaded if needed, with a bar) and its files checked; only then are the
+    # database (a new SQLite file) and the dashboard's artifact folder made, by launch.
     source = CifarSource.from_options(options, progress=sys.stderr.isatty())
     start = time.monotonic()
     try:
+        data = None if _finished(url, args.study, config, search, options) else source()
         study = launch(
             study_name=args.study,
             storage_url=url,
             train_config=config,
             search=search,
-            data_source=source,
+            data=data,
+            data_source=source,  # worker processes load their own
             data_options=options,
             workers=args.workers,
             blas_threads=args.blas_threads,
@@ -209,10 +228,29 @@ def run_launch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finished(
+    url: str, name: str, config: TrainConfig, search: SearchConfig, options: dict[str, Any]
+) -> bool:
+    """True if study ``name`` exists at ``url``, finished, with these settings (then
+    ``launch`` reports it and loads no data); StudyError if it exists with others.
+    A SQLite file that does not exist yet is not created here."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return False
+    known = {"config": config.to_dict(), "search": search.to_dict()}
+    study = existing(open_storage(url), name, known)
+    if study is None or not same_data_options(study.user_attrs.get("data") or {}, options):
+        return False
+    return study_summary(study).finished
+
+
 def run_worker_cmd(args: argparse.Namespace) -> int:
     _quiet_optuna()
-    url = resolve_url(args.storage)
-    study = load(args.study, storage=url)
+    url = check_storage_arg(args.storage)
+    if not args.no_publish:
+        check_artifacts_arg(url, args.artifacts)
+    study = load(args.study, storage=url)  # before the hooks make the artifact folder
+    check_data_arg(args)
     source = CifarSource.from_options(study.user_attrs.get("data", {}), data_dir=args.data)
     try:
         stats = run_worker(
@@ -230,30 +268,6 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_studies(args: argparse.Namespace) -> int:
-    rdb = open_storage(args.storage, create=False)
-    summaries = storage_summaries(rdb)
-    if args.json:
-        studies = [s.to_dict() for s in summaries]
-        print_json({"storage": display_url(rdb.url), "studies": studies})
-    else:
-        print(format_studies(summaries))
-    return 0
-
-
-def run_show(args: argparse.Namespace) -> int:
-    url = resolve_url(args.storage)
-    rdb = open_storage(url, create=False)
-    name = args.study if args.study is not None else only_study_name(rdb)
-    summary = study_summary(load(name, storage=rdb))
-    if args.json:
-        print_json({"storage": display_url(url), **summary.to_dict()})
-    else:
-        print(f"study {summary.name} in {display_url(url)}")
-        print(format_summary(summary))
-    return 0
-
-
 def _interrupted(args: argparse.Namespace) -> int:
     """Ctrl-C (or SIGTERM) during launch / worker: say how to continue; exit code 130."""
     argv = getattr(args, "argv", None)
@@ -265,32 +279,6 @@ def _interrupted(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 130
-
-
-def resume_command(argv: list[str]) -> str:
-    """The command line ``argv`` as a copyable ``kmlp ...`` command, storage password left out."""
-    out = []
-    take_url = False
-    for arg in argv:
-        if take_url:
-            out.append(_no_password(arg))
-            take_url = False
-            continue
-        option, eq, value = arg.partition("=")
-        is_storage = option.startswith("--st") and "--storage".startswith(option)
-        if is_storage and eq:
-            out.append(f"{option}={_no_password(value)}")
-        else:
-            out.append(arg)
-            take_url = is_storage
-    return kmlp_command(*out)
-
-
-def _no_password(url: str) -> str:
-    try:
-        return portable_url(url) if has_password(url) else url
-    except StorageError:
-        return url
 
 
 def _quiet_optuna() -> None:

@@ -12,16 +12,22 @@ from kmlp.cli.common import (
     print_json,
     training_config_from_args,
 )
-from kmlp.cli.options import add_blas_threads, add_json
+from kmlp.cli.options import add_blas_threads, add_json, path_text
 from kmlp.network import load_cifar10, plot_curves, save_model
 from kmlp.network.evaluate import train_and_test
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_training_args(p)
-    p.add_argument("--save", metavar="MODEL.npz", help="save the trained network (.npz + .json)")
+    p.add_argument(
+        "--save",
+        type=path_text,
+        metavar="MODEL.npz",
+        help="save the trained network (.npz + .json)",
+    )
     p.add_argument(
         "--plot",
+        type=path_text,
         metavar="CURVES.png",
         help="draw loss, cost and accuracy curves (format from the suffix: png, pdf, svg, ...)",
     )
