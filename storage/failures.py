@@ -27,23 +27,40 @@ def storage_failure(
     an exception it was raised from) is a database error, or the SQLite file was replaced
     since ``identity`` (``file_identity`` taken when the command started): Optuna then
     fails in other ways, assertions included. None for anything else."""
+    lost = lost_file(exc, url, identity=identity)
+    if lost is not None:
+        return lost
     chain = _chain(exc)
-    where = f"the study storage {display_url(url)}" if url else "the study storage"
+    if not any(_is_database_error(e) for e in chain):
+        return None
+    return StorageError(f"{_where(url)} failed: {_reason(chain, url)}")
+
+
+def lost_file(
+    exc: BaseException, url: str | None, *, identity: tuple[int, int] | None = None
+) -> StorageError | None:
+    """The StorageError naming a SQLite file deleted or moved while kmlp ran, if it was
+    (the file is gone, replaced since ``identity``, or SQLite said so in ``exc``)."""
     path = _sqlite_file(url)
-    if path is not None and (
+    if path is None:
+        return None
+    if (
         not path.exists()
         or (identity is not None and file_identity(url) != identity)
         or any(
-            getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY_DBMOVED for e in chain
+            getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY_DBMOVED
+            for e in _chain(exc)
         )
     ):
         return StorageError(
-            f"{where} was lost: its file {path} was deleted or moved while kmlp ran; "
+            f"{_where(url)} was lost: its file {path} was deleted or moved while kmlp ran; "
             "trials finished before are gone with it unless the file is restored"
         )
-    if not any(_is_database_error(e) for e in chain):
-        return None
-    return StorageError(f"{where} failed: {_reason(chain, url)}")
+    return None
+
+
+def _where(url: str | None) -> str:
+    return f"the study storage {display_url(url)}" if url else "the study storage"
 
 
 def file_identity(url: str | None) -> tuple[int, int] | None:

@@ -92,7 +92,7 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
         self.rdb = rdb
         self.read_only = read_only
         self._keep_tokens = keep_tokens  # a proxy server keeps its clients' tokens
-        self._retry = Retrier(display_url(url), settings, err=err)
+        self._retry = Retrier(display_url(url), settings, err=err, url=url)
         self._run = self._retry.run
         self._engine_errors = 0  # DB errors the engine saw, Optuna's hidden retries included
         if rdb is not None:

@@ -38,6 +38,7 @@ import sqlalchemy.exc
 from optuna.exceptions import StorageInternalError
 
 from kmlp.storage.errors import StorageError
+from kmlp.storage.failures import lost_file
 from kmlp.storage.transient import describe, grpc_failure, transient_reason
 
 T = TypeVar("T")
@@ -135,9 +136,15 @@ class Retrier:
     """Runs the storage calls of one storage (``label``: its URL, password masked)."""
 
     def __init__(
-        self, label: str, settings: RetrySettings | None = None, *, err: TextIO | None = None
+        self,
+        label: str,
+        settings: RetrySettings | None = None,
+        *,
+        err: TextIO | None = None,
+        url: str | None = None,
     ) -> None:
         self.label = label
+        self.url = url  # to name a SQLite file lost under us (storage.failures)
         self.settings = settings or RetrySettings.from_env()
         self._err = err
         with _OUTAGES_GUARD:
@@ -207,6 +214,9 @@ class Retrier:
 
     def _translate(self, what: str, exc: Exception) -> Exception:
         """A database error as one StorageError line naming its real cause; others as they are."""
+        lost = lost_file(exc, self.url)
+        if lost is not None:
+            return lost
         if isinstance(exc, StorageInternalError | sqlalchemy.exc.SQLAlchemyError):
             return StorageError(f"cannot {what} in {self.label}: {describe(exc)}")
         details = grpc_failure(exc)
