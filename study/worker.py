@@ -175,7 +175,7 @@ def _work(
                 continue
             waiting = False
             trial, stage_record = action
-            with Heartbeat(rdb, trial._trial_id, heartbeat.interval):
+            with Heartbeat(rdb, [trial._trial_id], heartbeat.interval):
                 outcome = run_trial(
                     study=study,
                     trial=trial,

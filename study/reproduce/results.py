@@ -95,9 +95,9 @@ class Measurements:
         )
 
 
-def collect(*, storage: str | optuna.storages.RDBStorage, plan: Plan) -> Measurements:
+def collect(*, storage: str | optuna.storages.BaseStorage, plan: Plan) -> Measurements:
     """Read a reproduction's measurements from ``storage`` (one read per study)."""
-    rdb = storage if isinstance(storage, optuna.storages.RDBStorage) else open_storage(storage)
+    rdb = storage if isinstance(storage, optuna.storages.BaseStorage) else open_storage(storage)
 
     def runs(kind: str, specs: Any) -> dict[str, RunRecord]:
         name = plan.study_name(kind)

@@ -87,7 +87,7 @@ def run_group(
         callbacks = [_reporter(t) for t in trials]
         with contextlib.ExitStack() as stack:
             for trial in trials:
-                stack.enter_context(Heartbeat(rdb, trial._trial_id, heartbeat_interval))
+                stack.enter_context(Heartbeat(rdb, [trial._trial_id], heartbeat_interval))
             results = _train(specs, data, callbacks, blas_threads)
         outcomes = []
         # Trained runs are recorded whole: an interrupt now waits the seconds it takes,

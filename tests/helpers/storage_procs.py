@@ -109,7 +109,7 @@ def trials(args: argparse.Namespace) -> None:
                 continue
         storage.record_heartbeat(trial._trial_id)
         trial.set_user_attr("worker", os.getpid())
-        with Heartbeat(storage, trial._trial_id, heartbeat.interval):
+        with Heartbeat(storage, [trial._trial_id], heartbeat.interval):
             time.sleep(0.1)
         study.tell(trial, float(trial.number))
         done += 1
