@@ -35,7 +35,7 @@ def finished(tmp_path_factory) -> tuple[Path, str]:
     url, done = launch_real(folder, "cli")
     lines = done.stdout.splitlines()
     trial_lines = [line for line in lines if re.search(r"stage \d trial #\d+ \(\d/3\)", line)]
-    assert len(trial_lines) == 6
+    assert len(trial_lines) == 6, done.stdout
     # every trial line ends with the whole study's progress, elapsed time and ETA
     assert all(re.search(r"\| \d/6 trials, \d+ s elapsed", line) for line in trial_lines)
     assert any(re.search(r"ETA \d+ s$", line) for line in trial_lines)
