@@ -44,13 +44,8 @@ def _run_row(
     }
     if run is None or run.test_accuracy is None:
         why = "not run yet" if run is None else f"diverged at step {run.diverged_at_step}"
-        return ResultRow(
+        return ResultRow.pending(
             **base,
-            measured=None,
-            gap=None,
-            spread=None,
-            spread_kind="",
-            within=None,
             note=why,
             study=run.study if run else None,
             trial=run.trial if run else None,
@@ -125,18 +120,13 @@ def _search_rows(m: Measurements, kind: str) -> list[ResultRow]:
     if best is None or best.value is None or best.log10_lambda is None:
         for fig in (lam_fig, val_fig):
             rows.append(
-                ResultRow(
+                ResultRow.pending(
                     key=f"{fig.key}@{kind}",
                     figure=fig.key,
                     name=f"{fig.name} ({label})",
                     section=fig.section,
                     metric=fig.metric,
                     published=fig.value,
-                    measured=None,
-                    gap=None,
-                    spread=None,
-                    spread_kind="",
-                    within=None,
                     note="search not finished yet",
                     study=study,
                 )

@@ -21,18 +21,13 @@ def gradcheck_rows(m: Measurements) -> list[ResultRow]:
         assert fig.value is not None
         if not found:
             rows.append(
-                ResultRow(
+                ResultRow.pending(
                     key=key,
                     figure=key,
                     name=fig.name,
                     section=fig.section,
                     metric=fig.metric,
                     published=fig.value,
-                    measured=None,
-                    gap=None,
-                    spread=None,
-                    spread_kind="",
-                    within=None,
                     note="not run yet",
                 )
             )
@@ -74,18 +69,13 @@ def gradcheck_rows(m: Measurements) -> list[ResultRow]:
     plain, normed = m.gradcheck.get((9, False)), m.gradcheck.get((9, True))
     if plain is None:
         rows.append(
-            ResultRow(
+            ResultRow.pending(
                 key=fig.key,
                 figure=fig.key,
                 name=fig.name,
                 section=fig.section,
                 metric=fig.metric,
                 published=fig.text,
-                measured=None,
-                gap=None,
-                spread=None,
-                spread_kind="",
-                within=None,
                 note="not run yet",
             )
         )

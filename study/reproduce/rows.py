@@ -54,6 +54,38 @@ class ResultRow:
     trial: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def pending(
+        cls,
+        *,
+        key: str,
+        figure: str,
+        name: str,
+        section: str,
+        metric: str,
+        published: float | str | None,
+        note: str,
+        study: str | None = None,
+        trial: int | None = None,
+    ) -> ResultRow:
+        """A row whose measurement is not there (yet): ``note`` says why."""
+        return cls(
+            key=key,
+            figure=figure,
+            name=name,
+            section=section,
+            metric=metric,
+            published=published,
+            measured=None,
+            gap=None,
+            spread=None,
+            spread_kind="",
+            within=None,
+            note=note,
+            study=study,
+            trial=trial,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
