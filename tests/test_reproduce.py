@@ -37,21 +37,15 @@ def _trials(url: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
     return out
 
 
+def _args(folder: Path, url: str) -> list[str]:
+    """``kmlp reproduce --quick`` on ``url`` with its report in ``folder/report``."""
+    return ["reproduce", "--quick", "--storage", url, "--out", str(folder / "report"),
+            "--data", str(DATA)]  # fmt: skip
+
+
 def _start(folder: Path, url: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kmlp",
-            "reproduce",
-            "--quick",
-            "--storage",
-            url,
-            "--out",
-            str(folder / "report"),
-            "--data",
-            str(DATA),
-        ],
+        [sys.executable, "-m", "kmlp", *_args(folder, url)],
         cwd=folder,
         env=cli_env(),
         stdout=subprocess.PIPE,
@@ -82,33 +76,9 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> dict:
     proc.send_signal(signal.SIGINT)  # to the command only, as `kill -INT` would
     out, err = proc.communicate(timeout=120)
     before = _trials(url)
-    second = run_cli(
-        "reproduce",
-        "--quick",
-        "--storage",
-        url,
-        "--out",
-        str(folder / "report"),
-        "--data",
-        str(DATA),
-        cwd=folder,
-        env=cli_env(),
-        timeout=600,
-    )
+    second = run_cli(*_args(folder, url), cwd=folder, env=cli_env(), timeout=600)
     after = _trials(url)
-    third = run_cli(
-        "reproduce",
-        "--quick",
-        "--storage",
-        url,
-        "--out",
-        str(folder / "report"),
-        "--data",
-        str(DATA),
-        cwd=folder,
-        env=cli_env(),
-        timeout=600,
-    )
+    third = run_cli(*_args(folder, url), cwd=folder, env=cli_env(), timeout=600)
     return {
         "folder": folder,
         "url": url,
