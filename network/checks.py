@@ -116,17 +116,23 @@ def writable_file(name: str, path: str | os.PathLike[str]) -> Path:
             if not os.access(target, os.W_OK):
                 raise ConfigError(f"{where}: the file is not writable")
             return target
-        ancestor = target.parent
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            raise ConfigError(f"{where}: {show_path(ancestor)} is not a folder")
-        fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".kmlp-write-check-")
-        os.close(fd)
-        os.unlink(probe)
+        _probe_nearest_folder(target.parent, where)
     except OSError as exc:
         raise ConfigError(f"{where}: cannot write there ({exc.strerror or exc})") from None
     return target
+
+
+def _probe_nearest_folder(path: Path, where: str) -> None:
+    """Create and remove a file in the nearest existing ancestor of ``path`` (itself
+    included): the one sure test that a file could be written below it now."""
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"{where}: {show_path(ancestor)} is not a folder")
+    fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".kmlp-write-check-")
+    os.close(fd)
+    os.unlink(probe)
 
 
 def writable_folder(name: str, path: str | os.PathLike[str]) -> Path:
@@ -142,14 +148,7 @@ def writable_folder(name: str, path: str | os.PathLike[str]) -> Path:
             raise ConfigError(f"{name}: an empty path")
         if target.exists() and not target.is_dir():
             raise ConfigError(f"{where} is a file, not a folder")
-        ancestor = target
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            raise ConfigError(f"{where}: {show_path(ancestor)} is not a folder")
-        fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".kmlp-write-check-")
-        os.close(fd)
-        os.unlink(probe)
+        _probe_nearest_folder(target, where)
     except OSError as exc:
         raise ConfigError(f"{where}: cannot write there ({exc.strerror or exc})") from None
     return target
