@@ -64,7 +64,7 @@ def stage_table_rows(summary: StudySummary) -> list[list[str]]:
         rows.append(
             [
                 str(s.stage),
-                f"[{s.low:.3f}, {s.high:.3f}]",
+                f"[{s.low:.3f}, {s.high:.3f}]" + (" (extended)" if s.record.extended else ""),
                 f"{s.done}/{s.budget}",
                 str(s.pruned),
                 str(s.failed),

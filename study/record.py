@@ -145,10 +145,10 @@ class StageRecord:
     """One stage of a study: the dict stored in the ``stages`` user attribute.
 
     Written when the stage opens (stage, low, high, n_trials, derived_from, created_at;
-    top-k stages add top_k, top_k_trials, top_k_span, margin, capped) and rewritten when
-    it closes (completed=True, completed_at and, if a trial completed, best_trial,
-    best_value, best_lambda). Keys this version does not know (a newer kmlp's, e.g.
-    ``extended`` or ``lambda_interval``) are kept in ``extra`` and written back.
+    top-k stages add top_k, top_k_trials, top_k_span, margin, capped, extended) and
+    rewritten when it closes (completed=True, completed_at and, if a trial completed,
+    best_trial, best_value, best_lambda). Keys this version does not know (a newer
+    kmlp's) are kept in ``extra`` and written back.
 
     Attributes:
         low, high: the range of log10 λ the stage samples.
@@ -158,6 +158,9 @@ class StageRecord:
         top_k_trials: numbers of the trials the range spans, best first.
         top_k_span: (min, max) log10 λ of those trials.
         capped: the span was too wide; a window centred on the best trial was used.
+        extended: the best trial lay in the outer tenth of the previous range at the
+            edge of all ranges searched so far, so this range reaches past that edge
+            (it does not nest in the previous one; :mod:`kmlp.study.narrowing`).
     """
 
     stage: int
@@ -170,6 +173,7 @@ class StageRecord:
     top_k_span: tuple[float, float] | None = None
     margin: float | None = None
     capped: bool | None = None
+    extended: bool | None = None
     created_at: str | None = None
     completed: bool = False
     completed_at: str | None = None
@@ -216,8 +220,9 @@ class StageRecord:
         for key in ("created_at", "completed_at"):
             if data.get(key) is not None:
                 fields[key] = str(data[key])
-        if data.get("capped") is not None:
-            fields["capped"] = bool(data["capped"])
+        for key in ("capped", "extended"):
+            if data.get(key) is not None:
+                fields[key] = bool(data[key])
         fields["completed"] = bool(data.get("completed", False))
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**fields, extra=extra)
@@ -256,6 +261,8 @@ def _top_k_how(record: StageRecord, previous: StageRecord | None) -> str:
     else:
         trials = f"the best completed trial so far ({numbers})"
     before = f"stage {previous.stage}" if previous is not None else "the previous stage"
+    if record.extended:
+        return _extended_how(record, previous, trials, before)
     if record.capped:
         text = (
             f"{trials} spread over log10 λ {lo:.3f} to {hi:.3f}, too wide to narrow; "
@@ -272,6 +279,22 @@ def _top_k_how(record: StageRecord, previous: StageRecord | None) -> str:
     text += f", widened by {record.margin:g} x {before}'s width ({pad:.3f}) on each side"
     if lo - pad < previous.low or hi + pad > previous.high:
         text += f" and kept inside {before}'s range"
+    return text
+
+
+def _extended_how(
+    record: StageRecord, previous: StageRecord | None, trials: str, before: str
+) -> str:
+    top = record.top_k_trials or ()
+    text = (
+        f"EXTENDED: {trials}; the best, #{top[0]}, lay in the outer tenth of {before}'s "
+        "range at the edge of all ranges searched so far, so the optimum may lie beyond "
+        f"it: a window of {record.high - record.low:.3f} centred on #{top[0]}"
+    )
+    if previous is not None and record.high > previous.high:
+        text += f", reaching past log10 λ {previous.high:.3f} to {record.high:.3f}"
+    elif previous is not None and record.low < previous.low:
+        text += f", reaching past log10 λ {previous.low:.3f} to {record.low:.3f}"
     return text
 
 
