@@ -31,7 +31,8 @@ from kmlp.storage.urls import parse_url, redact
 from kmlp.study.access import load
 from kmlp.study.errors import StudyError
 from kmlp.study.launch import kmlp_version
-from kmlp.study.record import PARAM, RetrainRecord, best_trial, now, trial_infos
+from kmlp.study.record import PARAM, RetrainRecord, now
+from kmlp.study.summary import study_summary
 
 # The method's final training holds out this many of the 50000 training-batch images for
 # validation and trains on the rest; the search validates on 5000 of them.
@@ -39,8 +40,10 @@ FINAL_VAL_SIZE = 1000
 
 
 def export_content(study: optuna.Study, *, storage_url: str) -> dict[str, Any]:
-    """What ``kmlp export`` writes: the best COMPLETE trial and how to redo it."""
-    info = best_trial(trial_infos(study))
+    """What ``kmlp export`` writes: the best COMPLETE trial and how to redo it, with the
+    interval of λ within noise of the best (``StudySummary.interval``; it contains λ)."""
+    summary = study_summary(study)
+    info = summary.best
     if info is None:
         raise StudyError(f"study {study.study_name!r} has no completed trial to export yet")
     best = next(t for t in study.get_trials(deepcopy=False) if t.number == info.number)
@@ -49,6 +52,7 @@ def export_content(study: optuna.Study, *, storage_url: str) -> dict[str, Any]:
     lam = 10.0**log10_lambda
     config = dict(attrs.get("config", {}))
     config["lam"] = lam
+    interval = summary.interval
     return {
         "study": study.study_name,
         "storage": portable_url(storage_url),
@@ -56,6 +60,8 @@ def export_content(study: optuna.Study, *, storage_url: str) -> dict[str, Any]:
         "stage": best.user_attrs.get("stage"),
         "lambda": lam,
         "log10_lambda": log10_lambda,
+        "lambda_interval": [interval.low, interval.high] if interval else None,
+        "interval": interval.to_dict() if interval else None,
         "val_accuracy": float(best.value),
         "train_accuracy": best.user_attrs.get("train_accuracy"),
         "blas_threads": best.user_attrs.get("blas_threads"),

@@ -37,6 +37,8 @@ def format_summary(summary: StudySummary) -> str:
             f"{word}: trial #{best.number} (stage {best.stage}), lambda {best.lam:.4e}, "
             f"validation accuracy {100 * (best.value or 0):.2f}%"
         )
+    if summary.interval is not None:
+        lines.append(summary.interval.describe())
     lines += [f"retrained: {r.describe()}" for r in summary.retrains]
     lines.append(f"progress: {progress_text(summary)}")
     return "\n".join(lines)
