@@ -32,6 +32,7 @@ from kmlp.study.access import load
 from kmlp.study.errors import StudyError
 from kmlp.study.launch import kmlp_version
 from kmlp.study.record import PARAM, RetrainRecord, now
+from kmlp.study.seeds import describe_seed, mean, spread, train_seeds
 from kmlp.study.summary import study_summary
 
 # The method's final training holds out this many of the 50000 training-batch images for
@@ -95,7 +96,8 @@ class RetrainResult:
     """Accuracies (fractions) of the retrained network and whether the study recorded it.
 
     ``train_size`` / ``val_size``: the images it trained and validated on (the test set
-    is CIFAR-10's 10000 test images).
+    is CIFAR-10's 10000 test images). Over several seeds (``seeds``), ``test_accuracies``
+    holds one per seed and the other accuracies are means (``kmlp.study.seeds``).
     """
 
     export: dict[str, Any]
@@ -109,6 +111,8 @@ class RetrainResult:
     val_size: int
     recorded: bool
     record_note: str
+    seeds: tuple[int, ...] | None = None
+    test_accuracies: tuple[float, ...] | None = None
 
     def record(self) -> RetrainRecord:
         """The entry appended to the study's ``retrain`` user attribute."""
@@ -125,6 +129,9 @@ class RetrainResult:
             blas_threads=self.blas_threads,
             search_val_accuracy=self.export.get("val_accuracy"),
             at=now(),
+            seeds=self.seeds,
+            test_accuracies=self.test_accuracies,
+            test_accuracy_std=spread(self.test_accuracies) if self.test_accuracies else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,6 +156,9 @@ def retrain(
     as_searched: bool = False,
     progress: bool = False,
     err: TextIO | None = None,
+    seeds: int | None = None,
+    seed: int | None = None,
+    jobs: int = 1,
 ) -> RetrainResult:
     """Train the exported configuration with its λ; score validation and test sets.
 
@@ -160,7 +170,9 @@ def retrain(
 
     Trains with ``blas_threads`` BLAS threads, by default as many as the exported trial
     used: float32 results depend on it. Prints one line to ``err`` saying what it trains
-    on before it starts.
+    on before it starts. ``seed`` replaces the exported seed. ``seeds`` = N trains N
+    networks, seeds S..S+N-1 (S: ``seed``, else the exported one), in ``jobs`` worker
+    processes, and prints a line to ``err`` as each seed finishes.
 
     The result is appended to the study's ``retrain`` user attribute when the study's
     storage (``storage_url``, else the export's) is reachable; otherwise a warning says
@@ -179,6 +191,17 @@ def retrain(
             config = dataclasses.replace(config, cycles=cycles)
         except KmlpNetworkError as exc:
             raise StudyError(f"--cycles {cycles}: {exc}") from None
+    if seed is not None:
+        try:
+            config = dataclasses.replace(config, seed=seed)
+        except KmlpNetworkError as exc:
+            raise StudyError(f"--seed {seed}: {exc}") from None
+    if seeds is not None and seeds < 1:
+        raise StudyError(f"--seeds {seeds}: need at least one seed")
+    if seeds is not None and save is not None:
+        raise StudyError("--save keeps one network: drop --seeds")
+    if jobs < 1:
+        raise StudyError(f"--jobs {jobs}: need at least one process")
     # Everything else decidable before the data is read and a step taken: threads,
     # memory, the model path, the data's place, the storage to record on.
     threads = blas_threads or export.get("blas_threads") or DEFAULT_BLAS_THREADS
@@ -216,6 +239,17 @@ def retrain(
         file=err,
         flush=True,
     )
+    if seeds is not None:
+        return _retrain_seeds(
+            export=export,
+            config=config,
+            data=data,
+            seeds=seeds,
+            jobs=jobs,
+            threads=int(threads),
+            storage_url=storage_url,
+            err=err,
+        )
     result = train(data=data, config=config, progress=progress, blas_threads=int(threads))
     with blas_limit(int(threads)):
         test_accuracy = float(result.net.accuracy(data.test.X, data.test.y))
@@ -233,6 +267,54 @@ def retrain(
         val_size=len(data.val.y),
         recorded=False,
         record_note="",
+    )
+    recorded, note = _record(outcome, storage_url or export.get("storage"))
+    if not recorded:
+        print(f"kmlp: warning: result not recorded on the study: {note}", file=err, flush=True)
+    return dataclasses.replace(outcome, recorded=recorded, record_note=note)
+
+
+def _retrain_seeds(
+    *,
+    export: dict[str, Any],
+    config: TrainConfig,
+    data: Dataset,
+    seeds: int,
+    jobs: int,
+    threads: int,
+    storage_url: str | None,
+    err: TextIO,
+) -> RetrainResult:
+    """``retrain`` over ``seeds`` networks; accuracies are means, one test accuracy each."""
+    chosen = tuple(range(config.seed, config.seed + seeds))
+    print(
+        f"kmlp retrain: {seeds} seed{'' if seeds == 1 else 's'} ({chosen[0]}..{chosen[-1]}) "
+        f"in {min(jobs, seeds)} process{'' if min(jobs, seeds) == 1 else 'es'} of "
+        f"{threads} BLAS thread{'' if threads == 1 else 's'}",
+        file=err,
+        flush=True,
+    )
+
+    def done(result: Any, finished: int) -> None:
+        print(describe_seed(result, finished, seeds), file=err, flush=True)
+
+    results = train_seeds(
+        data=data, config=config, seeds=chosen, jobs=jobs, blas_threads=threads, done=done
+    )
+    outcome = RetrainResult(
+        export=export,
+        config=config,
+        val_accuracy=mean([r.val_accuracy for r in results]),
+        test_accuracy=mean([r.test_accuracy for r in results]),
+        train_accuracy=mean([r.train_accuracy for r in results]),
+        seconds=sum(r.seconds for r in results),
+        blas_threads=results[0].blas_threads,
+        train_size=len(data.train.y),
+        val_size=len(data.val.y),
+        recorded=False,
+        record_note="",
+        seeds=tuple(r.seed for r in results),
+        test_accuracies=tuple(r.test_accuracy for r in results),
     )
     recorded, note = _record(outcome, storage_url or export.get("storage"))
     if not recorded:

@@ -318,7 +318,11 @@ class RetrainRecord:
     """One ``kmlp retrain`` of an exported trial: an entry of the ``retrain`` user attribute.
 
     Accuracies are fractions 0..1; ``train_size`` / ``val_size`` are the images it trained
-    and validated on; the test set is CIFAR-10's 10000 test images.
+    and validated on; the test set is CIFAR-10's 10000 test images. A retrain over several
+    seeds (``--seeds N``) records each seed's test accuracy in ``test_accuracies`` (in
+    ``seeds`` order); then ``test_accuracy``, ``val_accuracy`` and ``train_accuracy`` are
+    means over the seeds and ``test_accuracy_std`` the sample standard deviation (n - 1)
+    of the test accuracies (None for one seed).
     """
 
     trial: int
@@ -333,6 +337,9 @@ class RetrainRecord:
     blas_threads: int | None = None
     search_val_accuracy: float | None = None
     at: str | None = None
+    seeds: tuple[int, ...] | None = None
+    test_accuracies: tuple[float, ...] | None = None
+    test_accuracy_std: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -349,6 +356,12 @@ class RetrainRecord:
             "blas_threads": self.blas_threads,
             "search_val_accuracy": self.search_val_accuracy,
             "at": self.at,
+            "seeds": list(self.seeds) if self.seeds is not None else None,
+            "test_accuracies": (
+                list(self.test_accuracies) if self.test_accuracies is not None else None
+            ),
+            "test_accuracy_mean": self.test_accuracy,
+            "test_accuracy_std": self.test_accuracy_std,
         }
 
     @classmethod
@@ -368,18 +381,48 @@ class RetrainRecord:
                 blas_threads=data.get("blas_threads"),
                 search_val_accuracy=data.get("search_val_accuracy"),
                 at=data.get("at"),
+                seeds=_tuple_of(int, data.get("seeds")),
+                test_accuracies=_tuple_of(float, data.get("test_accuracies")),
+                test_accuracy_std=(
+                    float(data["test_accuracy_std"])
+                    if data.get("test_accuracy_std") is not None
+                    else None
+                ),
             )
         except (KeyError, TypeError, ValueError):
             return None
+
+    @property
+    def n_seeds(self) -> int:
+        """How many networks the test accuracy is the mean of (1 for a plain retrain)."""
+        return len(self.test_accuracies) if self.test_accuracies else 1
+
+    def test_text(self) -> str:
+        """``53.90%``, or ``53.90% ± 0.30 (mean ± sample std of 3 seeds)``."""
+        text = f"{100 * self.test_accuracy:.2f}%"
+        if self.n_seeds > 1 and self.test_accuracy_std is not None:
+            text += (
+                f" ± {100 * self.test_accuracy_std:.2f} (mean ± sample std of {self.n_seeds} seeds)"
+            )
+        return text
 
     def describe(self) -> str:
         """One line, e.g. ``trial #4, lambda 4.27e-03, 3 cycles on 49000 images: test 53.90%``."""
         return (
             f"trial #{self.trial}, lambda {self.lam:.3e}, "
             f"{self.cycles} cycle{'' if self.cycles == 1 else 's'} on "
-            f"{self.train_size} training images: test accuracy {100 * self.test_accuracy:.2f}% "
+            f"{self.train_size} training images: test accuracy {self.test_text()} "
             f"(validation {100 * self.val_accuracy:.2f}% on {self.val_size})"
         )
+
+
+def _tuple_of(kind: type, values: object) -> tuple | None:
+    """A stored list as a tuple of ``kind`` (None if absent)."""
+    if values is None:
+        return None
+    if not isinstance(values, list):
+        raise TypeError("not a list")
+    return tuple(kind(v) for v in values)
 
 
 def retrain_records(stored: object) -> list[RetrainRecord]:
