@@ -58,7 +58,7 @@ def retrain_sentence(summary: StudySummary) -> str | None:
         return None
     return (
         f"Retrained (trial {r.trial}, λ = {r.lam:.4g}, {cycles(r.cycles)} on "
-        f"{r.train_size} training images): test accuracy {100 * r.test_accuracy:.2f} % "
+        f"{r.train_size} training images): test accuracy {r.test_text().replace('%', ' %')} "
         f"(validation {100 * r.val_accuracy:.2f} % on {r.val_size} images)."
     )
 
