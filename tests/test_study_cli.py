@@ -230,6 +230,14 @@ def test_export_interval_brackets_lambda_and_retrain_over_seeds(finished, tmp_pa
     mean, std = 100 * result["test_accuracy_mean"], 100 * result["test_accuracy_std"]
     shown = kmlp("show", "--storage", url).stdout
     assert f"{mean:.2f}% ± {std:.2f} (mean ± sample std of 3 seeds)" in shown
+    # the report (and the note: the same markdown) says both
+    report = kmlp("report", "--study", "cli", "--storage", url, "--out", str(tmp_path / "rep"))
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "rep" / "report.html").read_text()
+    note = (tmp_path / "rep" / "summary.md").read_text()
+    for text in (page, note):
+        assert f"{mean:.2f} % ± {std:.2f} (mean ± sample std of 3 seeds)" in text
+        assert f"λ within noise of the best: {low:.4g} to {high:.4g}" in text
     # --seed moves the seeds; one seed repeats that seed's network exactly
     one = kmlp(
         "retrain", str(out), "--seeds", "1", "--seed", "2", "--n-train", "2000",
