@@ -1,7 +1,8 @@
 """``kmlp export | retrain``: the best trial to a file, and training it on the full data.
 
-Parsing only; the work is in ``kmlp.study.export``. A recorded retrain refreshes the
-study's note (the dashboards' ``publish_search``), so its test accuracy shows at once.
+Parsing only; the work is in ``kmlp.study.export`` and ``kmlp.study.retrain``. A recorded
+retrain refreshes the study's note (the dashboards' ``publish_search``), so its test
+accuracy shows at once.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from kmlp.storage.urls import redact
 from kmlp.study import export_best, retrain
 from kmlp.study.access import load
 from kmlp.study.commands import kmlp_command
-from kmlp.study.export import FINAL_VAL_SIZE, RetrainResult
+from kmlp.study.retrain import FINAL_VAL_SIZE, RetrainResult
 
 MAX_SEEDS = 100  # a spread needs a few; a hundred full retrains is days of CPU
 MAX_JOBS = 64
