@@ -48,3 +48,10 @@ def test_a_best_trial_at_the_coarse_edge_extends_the_next_stage_past_it(tmp_path
     shown = kmlp("show", "--storage", url, cwd=tmp_path).stdout
     assert f"[{second['low']:.3f}, {second['high']:.3f}] ext" in shown
     assert "stage 1: EXTENDED" in shown
+    # and so do the report and the note (the same markdown)
+    report = tmp_path / "report"
+    made = kmlp("report", "--storage", url, "--out", str(report), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    note = (report / "summary.md").read_text()
+    assert f"| 1 | [{second['low']:.3f}, {second['high']:.3f}] (extended) |" in note
+    assert "- stage 1: EXTENDED" in note and "EXTENDED" in (report / "report.html").read_text()
