@@ -20,6 +20,7 @@ import dataclasses
 import math
 import multiprocessing
 import queue
+import signal
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -139,6 +140,9 @@ def _worker(
     out: multiprocessing.Queue,
 ) -> None:
     """A forked worker: train seeds from ``todo`` until a None; errors go to ``out``."""
+    # Ctrl-C reaches the whole process group: the parent handles it and terminates the
+    # workers, which must not each print a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while (seed := todo.get()) is not None:
         try:
             out.put(
