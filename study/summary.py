@@ -85,6 +85,7 @@ class StageSummary:
             "high": self.high,
             "budget": self.budget,
             "derived_from": self.record.derived_from,
+            "extended": bool(self.record.extended),
             "how": self.how,
             "done": self.done,
             "complete": self.complete,

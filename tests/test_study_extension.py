@@ -39,6 +39,7 @@ def test_a_best_trial_at_the_coarse_edge_extends_the_next_stage_past_it(tmp_path
     # so stage 1 moves past that edge, by less than its own width, and is recorded so
     record = second["record"]
     assert record["extended"] is True and first["record"].get("extended") is None
+    assert (first["extended"], second["extended"]) == (False, True)
     assert COARSE[1] < second["high"] < COARSE[1] + (second["high"] - second["low"])
     assert COARSE[0] < second["low"] <= best["log10_lambda"] <= second["high"]
     assert second["high"] - second["low"] < width  # still strictly narrower
