@@ -3,7 +3,8 @@
 Writes into one folder, everything drawn from the study's summary (``kmlp.study.summary``):
 
 - ``report.html``: one self-contained page (plotly.js inline, so it opens with no network):
-  title, best λ, retrained test accuracy, the stage table with how each range was chosen,
+  title, best λ and the λ values within noise of it, retrained test accuracy, the stage
+  table with how each range was chosen,
   the search figure and the best trial's training curves;
 - ``summary.md``, the same markdown as the study note, plus the list of files;
   ``summary.json``, the summary as data (what ``kmlp show --json`` prints);
@@ -27,6 +28,7 @@ from kmlp.dashboards.publish import best_curves_title, curves_filenames, read_tr
 from kmlp.dashboards.search_plot import search_matplotlib, search_plotly
 from kmlp.dashboards.summary import (
     best_sentence,
+    interval_sentence,
     progress_sentence,
     retrain_sentence,
     stage_table_rows,
@@ -128,6 +130,9 @@ def report_html(summary: StudySummary, figures: list[go.Figure], *, storage_url:
     e = html.escape
     title = f"kmlp λ search: {summary.name}"
     parts = [f"<h1>{e(title)}</h1>", f'<p class="result"><b>{e(best_sentence(summary))}</b></p>']
+    interval = interval_sentence(summary)
+    if interval:
+        parts.append(f'<p class="result">{e(interval)}</p>')
     retrained = retrain_sentence(summary)
     parts.append(
         f'<p class="result"><b>{e(retrained)}</b></p>'

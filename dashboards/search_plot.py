@@ -4,7 +4,9 @@ The data is the study's :class:`~kmlp.study.summary.StudySummary`, computed once
 stage's range and its completed trials (``StageSummary.points``), and the study's best
 trial. Both drawings show the same thing: one colour per stage, each stage's sampling range
 as a shaded band with a bracket above the plot (nested brackets show the narrowing),
-completed trials as dots (x: log10 λ, y: validation accuracy in %), the best trial as a star.
+completed trials as dots (x: log10 λ, y: validation accuracy in %), the best trial as a star,
+and the interval of λ within noise of the best (``StudySummary.interval``) as a grey shaded
+band with the fitted curve through it (a dashed line).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ STAGE_COLOURS = (
     "#17becf",
 )
 BEST_COLOUR = "#000000"
+INTERVAL_COLOUR = "#555555"
 
 
 def stage_colour(stage: int) -> str:
@@ -65,6 +68,26 @@ def best_label(summary: StudySummary) -> str:
     return f"best: trial {b.number}, λ={b.lam:.3g}, {100 * (b.value or 0):.2f}%"
 
 
+def interval_label(summary: StudySummary) -> str:
+    """Legend text of the band, e.g. ``within noise of the best: λ 2.1e-03 to 1.2e-02``."""
+    i = summary.interval
+    return "" if i is None else f"within noise of the best: λ {i.low:.3g} to {i.high:.3g}"
+
+
+def interval_band(summary: StudySummary) -> tuple[float, float] | None:
+    """(low, high) log10 λ of the band, or None: the data the band is drawn from."""
+    i = summary.interval
+    return None if i is None else (i.log10_low, i.log10_high)
+
+
+def fitted_curve(summary: StudySummary) -> tuple[list[float], list[float]]:
+    """The fitted curve: log10 λ and accuracy in % (empty without an interval)."""
+    i = summary.interval
+    if i is None:
+        return [], []
+    return list(i.curve.x), [100.0 * m for m in i.curve.mean]
+
+
 def search_plotly(summary: StudySummary) -> go.Figure:
     """Interactive search figure (plotly). Hover shows trial number, λ and accuracy."""
     import plotly.graph_objects as go
@@ -90,6 +113,21 @@ def search_plotly(summary: StudySummary) -> go.Figure:
                 customdata=[[t, 10.0**x] for t, x in zip(numbers, xs, strict=True)],
                 hovertemplate="trial %{customdata[0]}<br>λ=%{customdata[1]:.3g}"
                 "<br>log10 λ=%{x:.3f}<br>val acc=%{y:.2f}%<extra></extra>",
+            )
+        )
+    band = interval_band(summary)
+    if band is not None:
+        fig.add_vrect(x0=band[0], x1=band[1], fillcolor=INTERVAL_COLOUR, opacity=0.18,
+                      line={"color": INTERVAL_COLOUR, "width": 1, "dash": "dot"})  # fmt: skip
+        xs, ys = fitted_curve(summary)
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=f"GP fit; band: {interval_label(summary)}",
+                line={"color": INTERVAL_COLOUR, "dash": "dash", "width": 1.5},
+                hoverinfo="skip",
             )
         )
     if summary.best is not None:
@@ -140,6 +178,12 @@ def search_matplotlib(summary: StudySummary, path: str | Path, *, dpi: int = 120
             label=stage_label(s),
             zorder=3,
         )
+    band = interval_band(summary)
+    if band is not None:
+        ax.axvspan(band[0], band[1], facecolor=INTERVAL_COLOUR, alpha=0.18, hatch="//",
+                   edgecolor=INTERVAL_COLOUR, lw=0, label=interval_label(summary))  # fmt: skip
+        xs, ys = fitted_curve(summary)
+        ax.plot(xs, ys, color=INTERVAL_COLOUR, ls="--", lw=1.2, label="Gaussian-process fit")
     if summary.best is not None:
         b = summary.best
         ax.scatter([b.log10_lambda], [100.0 * (b.value or 0.0)], marker="*", s=260,

@@ -35,6 +35,22 @@ def best_sentence(summary: StudySummary) -> str:
     )
 
 
+def interval_sentence(summary: StudySummary) -> str | None:
+    """The λ values within noise of the best (``StudySummary.interval``), or None."""
+    i = summary.interval
+    if i is None:
+        return None
+    text = (
+        f"λ within noise of the best: {i.low:.4g} to {i.high:.4g} "
+        f"(log10 λ {i.log10_low:.3f} to {i.log10_high:.3f}; a Gaussian-process fit of "
+        f"{i.n_trials} trials, accuracy within {100 * (i.fitted_accuracy - i.threshold):.2f} "
+        f"points of its peak {100 * i.fitted_accuracy:.2f} %)."
+    )
+    if i.at_edge:
+        text += " It reaches the edge of the searched span: the optimum may lie beyond."
+    return text
+
+
 def retrain_sentence(summary: StudySummary) -> str | None:
     """The retrained test accuracy of the best trial (or the latest retrain), or None."""
     r = summary.retrain
@@ -42,7 +58,7 @@ def retrain_sentence(summary: StudySummary) -> str | None:
         return None
     return (
         f"Retrained (trial {r.trial}, λ = {r.lam:.4g}, {cycles(r.cycles)} on "
-        f"{r.train_size} training images): test accuracy {100 * r.test_accuracy:.2f} % "
+        f"{r.train_size} training images): test accuracy {r.test_text().replace('%', ' %')} "
         f"(validation {100 * r.val_accuracy:.2f} % on {r.val_size} images)."
     )
 
@@ -64,7 +80,7 @@ def stage_table_rows(summary: StudySummary) -> list[list[str]]:
         rows.append(
             [
                 str(s.stage),
-                f"[{s.low:.3f}, {s.high:.3f}]",
+                f"[{s.low:.3f}, {s.high:.3f}]" + (" (extended)" if s.record.extended else ""),
                 f"{s.done}/{s.budget}",
                 str(s.pruned),
                 str(s.failed),
@@ -91,6 +107,9 @@ def summary_markdown(
         note: end with the study note's footer (kmlp rewrites the note; edits are lost).
     """
     lines = [f"{HEADING}: {summary.name}", "", f"**{best_sentence(summary)}**"]
+    interval = interval_sentence(summary)
+    if interval:
+        lines += ["", interval]
     retrained = retrain_sentence(summary)
     if retrained:
         lines += ["", f"**{retrained}**"]

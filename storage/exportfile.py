@@ -166,6 +166,16 @@ _OPTIONAL: dict[str, tuple[str, Any]] = {
     "stages": ("a list", lambda v: isinstance(v, list)),
     "versions": ("an object", lambda v: isinstance(v, dict)),
     "exported_at": ("a string", lambda v: isinstance(v, str)),
+    "lambda_interval": (
+        "a list [low, high] of two numbers with 0 < low <= high",
+        lambda v: (
+            isinstance(v, list)
+            and len(v) == 2
+            and all(_is_number(x) for x in v)
+            and 0 < v[0] <= v[1]
+        ),
+    ),
+    "interval": ("an object", lambda v: isinstance(v, dict)),
 }
 _DATA_FIELDS: dict[str, tuple[str, Any]] = {
     "n_train": ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
@@ -190,4 +200,11 @@ def check_fields(document: dict[str, Any]) -> str | None:
                 continue
             if not test(where[name]):
                 return f'"{prefix}{name}" must be {what}, not {_kind(where[name])}'
+    interval = document.get("lambda_interval")
+    lam = document.get("lambda")
+    if interval is not None and _is_number(lam) and not interval[0] <= lam <= interval[1]:
+        return (
+            f'"lambda_interval" [{interval[0]:.6g}, {interval[1]:.6g}] must contain '
+            f'"lambda" {lam:.6g}'
+        )
     return None

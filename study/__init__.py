@@ -50,10 +50,11 @@ from __future__ import annotations
 from kmlp.study.config import SearchConfig, parse_ranges, parse_trials
 from kmlp.study.data import CifarSource
 from kmlp.study.errors import StudyError
-from kmlp.study.export import RetrainResult, export_best, retrain
+from kmlp.study.export import export_best
 from kmlp.study.launch import launch
 from kmlp.study.narrowing import narrow
 from kmlp.study.record import PARAM, StageRecord, TrialInfo, best_trial
+from kmlp.study.retrain import RetrainResult, retrain
 from kmlp.study.summary import StageSummary, StudySummary, storage_summaries, study_summary
 from kmlp.study.tables import format_studies, format_summary
 from kmlp.study.worker import WorkerStats, run_worker

@@ -89,6 +89,19 @@ class LambdaInterval:
     n_val: int
     curve: CurveFit
 
+    def describe(self) -> str:
+        """One phrase, e.g. ``lambda within noise of the best: 2.10e-03 to 1.20e-02 (...)``."""
+        text = (
+            f"lambda within noise of the best: {self.low:.3e} to {self.high:.3e} "
+            f"(log10 {self.log10_low:.3f} to {self.log10_high:.3f}; Gaussian-process fit "
+            f"of {self.n_trials} trial{'' if self.n_trials == 1 else 's'}, within "
+            f"{100 * (self.fitted_accuracy - self.threshold):.2f} points of its peak "
+            f"{100 * self.fitted_accuracy:.2f}%)"
+        )
+        if self.at_edge:
+            text += "; it reaches the edge of the searched span: the optimum may lie beyond"
+        return text
+
     def to_dict(self) -> dict[str, object]:
         """JSON-able summary (without the curve): what an export or report records."""
         return {

@@ -137,12 +137,16 @@ def following_stage(
             stage=s, low=low, high=high, n_trials=search.budget(s), derived_from=MANUAL
         )
     previous = stages[-1]
+    # Every range searched so far, the current one included: a best trial in the outer
+    # tenth at its edge lets the next range reach past it (narrowing module docstring).
+    searched = (min(r.low for r in stages), max(r.high for r in stages))
     narrowed = narrow(
         low=previous.low,
         high=previous.high,
         trials=completed(trials),
         top_k=search.top_k,
         margin=search.margin,
+        searched=searched,
     )
     return StageRecord(
         stage=s,
@@ -155,4 +159,5 @@ def following_stage(
         top_k_span=(float(narrowed.span[0]), float(narrowed.span[1])),
         margin=search.margin,
         capped=narrowed.capped,
+        extended=narrowed.extended,
     )

@@ -145,10 +145,10 @@ class StageRecord:
     """One stage of a study: the dict stored in the ``stages`` user attribute.
 
     Written when the stage opens (stage, low, high, n_trials, derived_from, created_at;
-    top-k stages add top_k, top_k_trials, top_k_span, margin, capped) and rewritten when
-    it closes (completed=True, completed_at and, if a trial completed, best_trial,
-    best_value, best_lambda). Keys this version does not know (a newer kmlp's, e.g.
-    ``extended`` or ``lambda_interval``) are kept in ``extra`` and written back.
+    top-k stages add top_k, top_k_trials, top_k_span, margin, capped, extended) and
+    rewritten when it closes (completed=True, completed_at and, if a trial completed,
+    best_trial, best_value, best_lambda). Keys this version does not know (a newer
+    kmlp's) are kept in ``extra`` and written back.
 
     Attributes:
         low, high: the range of log10 λ the stage samples.
@@ -158,6 +158,9 @@ class StageRecord:
         top_k_trials: numbers of the trials the range spans, best first.
         top_k_span: (min, max) log10 λ of those trials.
         capped: the span was too wide; a window centred on the best trial was used.
+        extended: the best trial lay in the outer tenth of the previous range at the
+            edge of all ranges searched so far, so this range reaches past that edge
+            (it does not nest in the previous one; :mod:`kmlp.study.narrowing`).
     """
 
     stage: int
@@ -170,6 +173,7 @@ class StageRecord:
     top_k_span: tuple[float, float] | None = None
     margin: float | None = None
     capped: bool | None = None
+    extended: bool | None = None
     created_at: str | None = None
     completed: bool = False
     completed_at: str | None = None
@@ -216,8 +220,9 @@ class StageRecord:
         for key in ("created_at", "completed_at"):
             if data.get(key) is not None:
                 fields[key] = str(data[key])
-        if data.get("capped") is not None:
-            fields["capped"] = bool(data["capped"])
+        for key in ("capped", "extended"):
+            if data.get(key) is not None:
+                fields[key] = bool(data[key])
         fields["completed"] = bool(data.get("completed", False))
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**fields, extra=extra)
@@ -256,6 +261,8 @@ def _top_k_how(record: StageRecord, previous: StageRecord | None) -> str:
     else:
         trials = f"the best completed trial so far ({numbers})"
     before = f"stage {previous.stage}" if previous is not None else "the previous stage"
+    if record.extended:
+        return _extended_how(record, previous, trials, before)
     if record.capped:
         text = (
             f"{trials} spread over log10 λ {lo:.3f} to {hi:.3f}, too wide to narrow; "
@@ -272,6 +279,22 @@ def _top_k_how(record: StageRecord, previous: StageRecord | None) -> str:
     text += f", widened by {record.margin:g} x {before}'s width ({pad:.3f}) on each side"
     if lo - pad < previous.low or hi + pad > previous.high:
         text += f" and kept inside {before}'s range"
+    return text
+
+
+def _extended_how(
+    record: StageRecord, previous: StageRecord | None, trials: str, before: str
+) -> str:
+    top = record.top_k_trials or ()
+    text = (
+        f"EXTENDED: {trials}; the best, #{top[0]}, lay in the outer tenth of {before}'s "
+        "range at the edge of all ranges searched so far, so the optimum may lie beyond "
+        f"it: a window of {record.high - record.low:.3f} centred on #{top[0]}"
+    )
+    if previous is not None and record.high > previous.high:
+        text += f", reaching past log10 λ {previous.high:.3f} to {record.high:.3f}"
+    elif previous is not None and record.low < previous.low:
+        text += f", reaching past log10 λ {previous.low:.3f} to {record.low:.3f}"
     return text
 
 
@@ -295,7 +318,11 @@ class RetrainRecord:
     """One ``kmlp retrain`` of an exported trial: an entry of the ``retrain`` user attribute.
 
     Accuracies are fractions 0..1; ``train_size`` / ``val_size`` are the images it trained
-    and validated on; the test set is CIFAR-10's 10000 test images.
+    and validated on; the test set is CIFAR-10's 10000 test images. A retrain over several
+    seeds (``--seeds N``) records each seed's test accuracy in ``test_accuracies`` (in
+    ``seeds`` order); then ``test_accuracy``, ``val_accuracy`` and ``train_accuracy`` are
+    means over the seeds and ``test_accuracy_std`` the sample standard deviation (n - 1)
+    of the test accuracies (None for one seed).
     """
 
     trial: int
@@ -310,6 +337,9 @@ class RetrainRecord:
     blas_threads: int | None = None
     search_val_accuracy: float | None = None
     at: str | None = None
+    seeds: tuple[int, ...] | None = None
+    test_accuracies: tuple[float, ...] | None = None
+    test_accuracy_std: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -326,6 +356,12 @@ class RetrainRecord:
             "blas_threads": self.blas_threads,
             "search_val_accuracy": self.search_val_accuracy,
             "at": self.at,
+            "seeds": list(self.seeds) if self.seeds is not None else None,
+            "test_accuracies": (
+                list(self.test_accuracies) if self.test_accuracies is not None else None
+            ),
+            "test_accuracy_mean": self.test_accuracy,
+            "test_accuracy_std": self.test_accuracy_std,
         }
 
     @classmethod
@@ -345,18 +381,48 @@ class RetrainRecord:
                 blas_threads=data.get("blas_threads"),
                 search_val_accuracy=data.get("search_val_accuracy"),
                 at=data.get("at"),
+                seeds=_tuple_of(int, data.get("seeds")),
+                test_accuracies=_tuple_of(float, data.get("test_accuracies")),
+                test_accuracy_std=(
+                    float(data["test_accuracy_std"])
+                    if data.get("test_accuracy_std") is not None
+                    else None
+                ),
             )
         except (KeyError, TypeError, ValueError):
             return None
+
+    @property
+    def n_seeds(self) -> int:
+        """How many networks the test accuracy is the mean of (1 for a plain retrain)."""
+        return len(self.test_accuracies) if self.test_accuracies else 1
+
+    def test_text(self) -> str:
+        """``53.90%``, or ``53.90% ± 0.30 (mean ± sample std of 3 seeds)``."""
+        text = f"{100 * self.test_accuracy:.2f}%"
+        if self.n_seeds > 1 and self.test_accuracy_std is not None:
+            text += (
+                f" ± {100 * self.test_accuracy_std:.2f} (mean ± sample std of {self.n_seeds} seeds)"
+            )
+        return text
 
     def describe(self) -> str:
         """One line, e.g. ``trial #4, lambda 4.27e-03, 3 cycles on 49000 images: test 53.90%``."""
         return (
             f"trial #{self.trial}, lambda {self.lam:.3e}, "
             f"{self.cycles} cycle{'' if self.cycles == 1 else 's'} on "
-            f"{self.train_size} training images: test accuracy {100 * self.test_accuracy:.2f}% "
+            f"{self.train_size} training images: test accuracy {self.test_text()} "
             f"(validation {100 * self.val_accuracy:.2f}% on {self.val_size})"
         )
+
+
+def _tuple_of(kind: type, values: object) -> tuple | None:
+    """A stored list as a tuple of ``kind`` (None if absent)."""
+    if values is None:
+        return None
+    if not isinstance(values, list):
+        raise TypeError("not a list")
+    return tuple(kind(v) for v in values)
 
 
 def retrain_records(stored: object) -> list[RetrainRecord]:

@@ -3,7 +3,8 @@
 :func:`study_summary` reads a study once (user attributes, trials) and
 :func:`summarize` (pure) turns that into a :class:`StudySummary`: each stage's range,
 budget, trial counts, best trial and how its range was chosen; the overall best; the
-retrain results; the totals. ``kmlp show`` / ``kmlp studies`` (text and ``--json``), the
+retrain results; the totals; the interval of λ within noise of the best
+(:attr:`StudySummary.interval`). ``kmlp show`` / ``kmlp studies`` (text and ``--json``), the
 progress lines, the dashboard note, the search figure and ``kmlp report`` all draw it;
 none of them looks at the trials again.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import optuna
@@ -19,6 +21,8 @@ from optuna.trial import TrialState
 
 from kmlp.study.config import SearchConfig
 from kmlp.study.errors import StudyError
+from kmlp.study.interval import LambdaInterval, lambda_interval
+from kmlp.study.narrowing import Scored
 from kmlp.study.record import (
     METRIC_NAME,
     RetrainRecord,
@@ -81,6 +85,7 @@ class StageSummary:
             "high": self.high,
             "budget": self.budget,
             "derived_from": self.record.derived_from,
+            "extended": bool(self.record.extended),
             "how": self.how,
             "done": self.done,
             "complete": self.complete,
@@ -134,6 +139,34 @@ class StudySummary:
         """Every planned stage is closed: nothing is left to run."""
         return self.stages_total is not None and self.stages_done >= self.stages_total
 
+    @cached_property
+    def interval(self) -> LambdaInterval | None:
+        """The λ values whose fitted accuracy is within noise of the best, or None.
+
+        A Gaussian-process fit of validation accuracy against log10 λ over every completed
+        trial of every stage (:mod:`kmlp.study.interval`: why a GP, how noise is
+        estimated), containing the best trial's λ. Computed here, from the same trials
+        as :attr:`best`, and not stored on the study: it is a function of the trials, so
+        a stored copy could only go stale (a resumed study adds trials), and the fit
+        takes milliseconds. None without a completed trial or a known validation size.
+        """
+        n_val = self.data.get("val_size")
+        if self.best is None or self.best.log10_lambda is None or not isinstance(n_val, int):
+            return None
+        trials = [
+            Scored(t.number, t.log10_lambda, t.value)  # type: ignore[arg-type]  (scored)
+            for s in self.stages
+            for t in s.points
+        ]
+        if not trials:
+            return None
+        try:
+            return lambda_interval(
+                trials=trials, n_val=n_val, best_log10_lambda=self.best.log10_lambda
+            )
+        except StudyError:
+            return None
+
     @property
     def retrain(self) -> RetrainRecord | None:
         """The latest retrain of the best trial (else the latest retrain), or None."""
@@ -146,6 +179,7 @@ class StudySummary:
         """JSON-able: what ``kmlp show --json`` prints."""
         best = self.best.to_dict() if self.best else None
         retrain = self.retrain
+        interval = self.interval
         return {
             "study": self.name,
             "metric": METRIC_NAME,
@@ -153,6 +187,8 @@ class StudySummary:
             "best": best,
             "best_lambda": self.best.lam if self.best else None,
             "best_value": self.best.value if self.best else None,
+            "lambda_interval": [interval.low, interval.high] if interval else None,
+            "interval": interval.to_dict() if interval else None,
             "test_accuracy": retrain.test_accuracy if retrain else None,
             "progress": {
                 "trials_done": self.trials_done,

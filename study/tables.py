@@ -10,7 +10,7 @@ from kmlp.study.summary import StudySummary
 def format_summary(summary: StudySummary) -> str:
     """The stage table, how each range was chosen, the best trial, retrains and progress."""
     header = (
-        f"{'stage':>5}  {'log10 lambda range':<18}  {'from':<6}  {'trials':>7}  "
+        f"{'stage':>5}  {'log10 lambda range':<22}  {'from':<6}  {'trials':>7}  "
         f"{'pruned':>6}  {'failed':>6}  {'best lambda':>11}  {'best val':>8}  {'trial':>5}"
     )
     lines = [header, "-" * len(header)]
@@ -19,8 +19,9 @@ def format_summary(summary: StudySummary) -> str:
         best_lam = f"{b.lam:.3e}" if b is not None else "-"
         best_val = f"{100 * (b.value or 0):.2f}%" if b is not None else "-"
         best_no = f"#{b.number}" if b is not None else "-"
+        span = f"[{s.low:.3f}, {s.high:.3f}]" + (" ext" if s.record.extended else "")
         lines.append(
-            f"{s.stage:>5}  {f'[{s.low:.3f}, {s.high:.3f}]':<18}  "
+            f"{s.stage:>5}  {span:<22}  "
             f"{s.record.derived_from:<6}  {f'{s.done}/{s.budget}':>7}  {s.pruned:>6}  "
             f"{s.failed:>6}  {best_lam:>11}  {best_val:>8}  {best_no:>5}"
         )
@@ -36,6 +37,8 @@ def format_summary(summary: StudySummary) -> str:
             f"{word}: trial #{best.number} (stage {best.stage}), lambda {best.lam:.4e}, "
             f"validation accuracy {100 * (best.value or 0):.2f}%"
         )
+    if summary.interval is not None:
+        lines.append(summary.interval.describe())
     lines += [f"retrained: {r.describe()}" for r in summary.retrains]
     lines.append(f"progress: {progress_text(summary)}")
     return "\n".join(lines)

@@ -12,7 +12,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-from kmlp.dashboards.search_plot import search_matplotlib, search_plotly, stage_colour
+from kmlp.dashboards.search_plot import (
+    INTERVAL_COLOUR,
+    search_matplotlib,
+    search_plotly,
+    stage_colour,
+)
 from kmlp.dashboards.summary import is_kmlp_note, summary_markdown
 from kmlp.network import TrainConfig
 from kmlp.study import SearchConfig, StudySummary, launch, study_summary
@@ -50,8 +55,18 @@ def test_plotly_drawing_follows_the_summary(summary: StudySummary) -> None:
     (best,) = [t for t in fig.data if t.name.startswith("best")]
     assert summary.best is not None
     assert best.marker.symbol == "star" and list(best.x) == [summary.best.log10_lambda]
-    bands = [s for s in fig.layout.shapes if s.type == "rect"]
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    bands = [b for b in rects if b.fillcolor != INTERVAL_COLOUR]
     assert sorted((b.x0, b.x1) for b in bands) == sorted((s.low, s.high) for s in summary.stages)
+    # the interval of λ within noise of the best: a shaded band, with the fitted curve
+    interval = summary.interval
+    assert interval is not None
+    (band,) = [b for b in rects if b.fillcolor == INTERVAL_COLOUR]
+    assert (band.x0, band.x1) == (interval.log10_low, interval.log10_high)
+    assert band.x0 <= summary.best.log10_lambda <= band.x1
+    (fit,) = [t for t in fig.data if t.name.startswith("GP fit")]
+    assert list(fit.x) == list(interval.curve.x) and len(fit.y) == len(interval.curve.mean)
+    assert f"λ {interval.low:.3g} to {interval.high:.3g}" in fit.name
     assert fig.layout.title.text == "λ search of fig: validation accuracy vs log10 λ"
 
 
@@ -71,8 +86,13 @@ def test_summary_markdown_names_stages_how_best_and_export_command(summary) -> N
     assert best is not None
     assert f"Best: λ = {best.lam:.4g} (log10 λ = {best.log10_lambda:.3f})" in text
     assert "Best so far" not in text  # the study has ended
+    interval = summary.interval
+    assert interval is not None
+    assert f"λ within noise of the best: {interval.low:.4g} to {interval.high:.4g}" in text
     for s in summary.stages:
-        assert f"| {s.stage} | [{s.low:.3f}, {s.high:.3f}] | {s.done}/{s.budget} |" in text
+        extended = " (extended)" if s.record.extended else ""
+        cell = f"[{s.low:.3f}, {s.high:.3f}]{extended}"
+        assert f"| {s.stage} | {cell} | {s.done}/{s.budget} |" in text
         assert f"- stage {s.stage}: {s.how}" in text
     assert "hunter2" not in text and "password is left out" in text
     cmd = export_command("my study", url)

@@ -98,9 +98,12 @@ def check_budgets(study: optuna.Study, *, workers: int, tmp_path: Path) -> None:
         assert len(finished) == len(mine) == record["n_trials"]
         # every worker drew from the one stored range
         assert all(record["low"] <= t.params["log10_lambda"] <= record["high"] for t in mine)
-    # ranges nest, and each stage started only after the previous one finished
+    # ranges nest (or, extended, reach past one edge), strictly narrower, and each stage
+    # started only after the previous one finished
     for before, after in itertools.pairwise(stages):
-        assert before["low"] <= after["low"] < after["high"] <= before["high"]
+        assert after["high"] - after["low"] < before["high"] - before["low"]
+        if not after["extended"]:
+            assert before["low"] <= after["low"] < after["high"] <= before["high"]
         assert after["derived_from"] == "top-k"
         done = max(t.datetime_complete for t in trials if t.user_attrs["stage"] == before["stage"])
         started = min(t.datetime_start for t in trials if t.user_attrs["stage"] == after["stage"])

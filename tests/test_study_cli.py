@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -190,6 +191,62 @@ def test_export_then_retrain_records_on_the_study(finished):
     doc = json.loads(kmlp("show", "--storage", url, "--json", cwd=folder).stdout)
     assert doc["test_accuracy"] == fewer_result["test_accuracy"]
     assert [r["train_size"] for r in doc["retrain"]][-3:] == [1000, 49000, 3000]
+
+
+@needs_data
+def test_export_interval_brackets_lambda_and_retrain_over_seeds(finished, tmp_path):
+    _, url = finished
+    out = tmp_path / "best.json"
+    assert kmlp("export", "--study", "cli", "--storage", url, "-o", str(out)).returncode == 0
+    document = json.loads(out.read_text())
+    low, high = document["lambda_interval"]
+    assert 0 < low <= document["lambda"] <= high and low < high
+    assert document["interval"]["method"] == "gaussian process"
+    assert document["interval"]["n_trials"] == 6 and document["interval"]["n_val"] == 300
+    doc = json.loads(kmlp("show", "--storage", url, "--json").stdout)
+    assert doc["lambda_interval"] == [low, high]  # one source: the study's summary
+    shown = kmlp("show", "--storage", url).stdout
+    assert f"lambda within noise of the best: {low:.3e} to {high:.3e}" in shown
+
+    # three seeds side by side in two processes: one test accuracy each, mean, sample std
+    run = kmlp(
+        "retrain", str(out), "--seeds", "3", "--jobs", "2", "--n-train", "2000",
+        "--cycles", "1", "--json", "--data", DATA,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    accuracies = result["test_accuracies"]
+    assert result["seeds"] == [0, 1, 2] and len(accuracies) == 3
+    assert all(0.15 < a <= 1 for a in accuracies) and len(set(accuracies)) > 1
+    assert result["test_accuracy_mean"] == pytest.approx(sum(accuracies) / 3)
+    assert result["test_accuracy_std"] == pytest.approx(statistics.stdev(accuracies))
+    # progress: a line per finished seed, in the order they finished
+    done = re.findall(r"seed (\d) done \((\d)/3\)", run.stderr)
+    assert sorted(seed for seed, _ in done) == ["0", "1", "2"]
+    assert [n for _, n in done] == ["1", "2", "3"]
+    assert result["recorded_on_study"] is True
+    doc = json.loads(kmlp("show", "--storage", url, "--json").stdout)
+    assert doc["retrain"][-1]["test_accuracies"] == accuracies
+    mean, std = 100 * result["test_accuracy_mean"], 100 * result["test_accuracy_std"]
+    shown = kmlp("show", "--storage", url).stdout
+    assert f"{mean:.2f}% ± {std:.2f} (mean ± sample std of 3 seeds)" in shown
+    # the report (and the note: the same markdown) says both
+    report = kmlp("report", "--study", "cli", "--storage", url, "--out", str(tmp_path / "rep"))
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "rep" / "report.html").read_text()
+    note = (tmp_path / "rep" / "summary.md").read_text()
+    for text in (page, note):
+        assert f"{mean:.2f} % ± {std:.2f} (mean ± sample std of 3 seeds)" in text
+        assert f"λ within noise of the best: {low:.4g} to {high:.4g}" in text
+    # --seed moves the seeds; one seed repeats that seed's network exactly
+    one = kmlp(
+        "retrain", str(out), "--seeds", "1", "--seed", "2", "--n-train", "2000",
+        "--cycles", "1", "--json", "--data", DATA,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    single = json.loads(one.stdout)
+    assert single["seeds"] == [2] and single["test_accuracies"] == [accuracies[2]]
+    assert single["test_accuracy_std"] is None
 
 
 @needs_data

@@ -101,6 +101,29 @@ def test_open_following_stage_narrows_from_top_k():
     assert record.low == pytest.approx(-3.4) and record.high == pytest.approx(-1.6)
 
 
+def test_best_at_the_coarse_edge_extends_the_next_stage_past_it():
+    # best trial -1.1 lies in the outer tenth [-1.4, -1] of the coarse range [-5, -1]
+    trials = [t(0, 0, C, 0.5, -3.0), t(1, 0, C, 0.6, -1.1), t(2, 0, C, 0.1, -4.9)]
+    record = next_action(stages=[STAGE0_DONE], trials=trials, search=SEARCH).record
+    assert record.extended is True and record.to_dict()["extended"] is True
+    assert record.high > -1.0 and record.low > -5.0 and record.low <= -1.1 <= record.high
+    assert record.high - record.low == pytest.approx(0.8 * 4)  # strictly narrower
+    assert "EXTENDED" in record.how(STAGE0) and "past log10 λ -1.000" in record.how(STAGE0)
+    # the same best trial inside the range (not in the outer tenth): nests, not extended
+    inner = [t(0, 0, C, 0.5, -3.0), t(1, 0, C, 0.6, -1.5), t(2, 0, C, 0.1, -4.9)]
+    nested = next_action(stages=[STAGE0_DONE], trials=inner, search=SEARCH).record
+    assert nested.extended is False and -5.0 <= nested.low < nested.high <= -1.0
+
+
+def test_a_side_inside_the_searched_extent_never_extends():
+    # stage 1 [-3, -2] lies inside the coarse range: its edge -2 is not the searched edge
+    search = SearchConfig(coarse=(-5, -1), stages=3, trials=(3, 2, 2), top_k=2)
+    stages = [STAGE0_DONE, STAGE1.closed(best=None, at="now")]
+    trials = [t(0, 0, C, 0.5, -2.5), t(1, 1, C, 0.6, -2.01), t(2, 1, C, 0.55, -2.6)]
+    record = next_action(stages=stages, trials=trials, search=search).record
+    assert record.extended is False and -3.0 <= record.low < record.high <= -2.0
+
+
 def test_open_first_and_following_manual_stages():
     search = SearchConfig(ranges=((-5, -1), (-3, -1), (-3, -2)), trials=(4,))
     first = next_action(stages=[], trials=[], search=search).record

@@ -85,12 +85,12 @@ def test_stored_stage_records_round_trip(launched) -> None:
     assert [r.derived_from for r in records] == ["coarse", "top-k", "top-k"]
     assert all(r.completed and r.created_at and r.completed_at for r in records)
     # a newer kmlp's keys survive being read and written back by this one
-    newer = {**stored[1], "extended": True, "lambda_interval": [-3.1, -2.2]}
+    newer = {**stored[1], "spread": [-3.1, -2.2], "note": "x"}
     again = StageRecord.from_dict(newer)
-    assert again.to_dict() == newer and again.extra == {
-        "extended": True,
-        "lambda_interval": [-3.1, -2.2],
-    }
+    assert again.to_dict() == newer and again.extra == {"spread": [-3.1, -2.2], "note": "x"}
+    # extended is a field of the record: narrowed stages say whether they left the range
+    assert records[0].extended is None and "extended" not in stored[0]
+    assert all(isinstance(d["extended"], bool) for d in stored[1:])
 
 
 def test_summary_is_computed_once_from_the_study(launched) -> None:
@@ -128,7 +128,10 @@ def test_how_each_range_was_chosen(launched) -> None:
     assert top is not None and len(top) == 3
     lo, hi = second.record.top_k_span or (0, 0)
     trials = f"the best 3 completed trials so far ({', '.join(f'#{n}' for n in top)})"
-    if second.record.capped:
+    if second.record.extended:  # the best trial lay in the outer tenth at the edge
+        assert second.how.startswith(f"EXTENDED: {trials}; the best, #{top[0]}")
+        assert second.record.high > first.high or second.record.low < first.low
+    elif second.record.capped:
         assert second.how.startswith(f"{trials} spread over log10 λ {lo:.3f} to {hi:.3f}")
     else:
         assert second.how.startswith(f"the span of {trials}, log10 λ {lo:.3f} to {hi:.3f}")

@@ -1,7 +1,8 @@
 """``kmlp export | retrain``: the best trial to a file, and training it on the full data.
 
-Parsing only; the work is in ``kmlp.study.export``. A recorded retrain refreshes the
-study's note (the dashboards' ``publish_search``), so its test accuracy shows at once.
+Parsing only; the work is in ``kmlp.study.export`` and ``kmlp.study.retrain``. A recorded
+retrain refreshes the study's note (the dashboards' ``publish_search``), so its test
+accuracy shows at once.
 """
 
 from __future__ import annotations
@@ -9,15 +10,25 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kmlp.cli.common import count_number, print_json
-from kmlp.cli.options import add_blas_threads, add_json, add_storage, add_study, path_text
+from kmlp.cli.common import count_number, print_json, seed_number
+from kmlp.cli.options import (
+    add_blas_threads,
+    add_json,
+    add_storage,
+    add_study,
+    path_text,
+    whole_number,
+)
 from kmlp.network.checks import show_path, writable_file
 from kmlp.network.errors import ConfigError
 from kmlp.storage.urls import redact
 from kmlp.study import export_best, retrain
 from kmlp.study.access import load
 from kmlp.study.commands import kmlp_command
-from kmlp.study.export import FINAL_VAL_SIZE
+from kmlp.study.retrain import FINAL_VAL_SIZE, RetrainResult
+
+MAX_SEEDS = 100  # a spread needs a few; a hundred full retrains is days of CPU
+MAX_JOBS = 64
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,6 +82,28 @@ def add_retrain_arguments(p: argparse.ArgumentParser) -> None:
         "whatever subset the search used)",
     )
     p.add_argument(
+        "--seeds",
+        type=whole_number(low=1, high=MAX_SEEDS),
+        default=None,
+        metavar="N",
+        help="train N networks, seeds S..S+N-1 (S: --seed), and report each one's test "
+        "accuracy, their mean and sample std (default: one network, no spread)",
+    )
+    p.add_argument(
+        "--seed",
+        type=seed_number,
+        default=None,
+        help="seed of the (first) network (default: the exported trial's, usually 0)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=whole_number(low=1, high=MAX_JOBS),
+        default=1,
+        metavar="J",
+        help="with --seeds: worker processes training seeds side by side, each with "
+        f"--blas-threads threads (default 1, at most {MAX_JOBS})",
+    )
+    p.add_argument(
         "--as-searched",
         action="store_true",
         help="train on the study's own data instead (its --n-train / --n-val and 5000 "
@@ -101,17 +134,18 @@ def run_retrain(args: argparse.Namespace) -> int:
         val_size=args.val_size,
         as_searched=args.as_searched,
         progress=sys.stderr.isatty() and not args.json,
+        seeds=args.seeds,
+        seed=args.seed,
+        jobs=args.jobs,
     )
     if result.recorded:
         _refresh_note(result.export["study"], args.storage or result.export.get("storage"))
     if args.json:
         print_json(result.to_dict())
+    elif result.test_accuracies is not None:
+        print(f"{result.record().describe()}; {result.seconds:.1f} s of training; {_where(result)}")
     else:
-        where = (
-            f"recorded on study {result.export['study']!r}"
-            if result.recorded
-            else "not recorded on the study"
-        )
+        where = _where(result)
         print(
             f"lambda {result.config.lam:.4e}, {result.config.cycles} "
             f"cycle{'' if result.config.cycles == 1 else 's'} on "
@@ -120,6 +154,12 @@ def run_retrain(args: argparse.Namespace) -> int:
             f"{100 * result.test_accuracy:.2f}% (10000 images); {result.seconds:.1f} s; {where}"
         )
     return 0
+
+
+def _where(result: RetrainResult) -> str:
+    if result.recorded:
+        return f"recorded on study {result.export['study']!r}"
+    return "not recorded on the study"
 
 
 def _refresh_note(study_name: str, storage_url: str | None) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 from kmlp.network import SHARED_FIELDS, Dataset, TrainConfig, load_cifar10
 from kmlp.study.config import SearchConfig
-from kmlp.study.export import FINAL_VAL_SIZE
 from kmlp.study.reproduce import published as pub
+from kmlp.study.retrain import FINAL_VAL_SIZE
 
 # Runs by kind of experiment, each one Optuna study named <prefix>/<kind>.
 NETWORKS, INIT, RETRAIN, GRADCHECK = "networks", "init", "retrain", "gradcheck"
