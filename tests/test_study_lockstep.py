@@ -34,7 +34,7 @@ def test_lockstep_stage_equals_lone_trials(tmp_path):
     for k in ("4", "1"):
         done = kmlp(
             "launch", "--study", f"k{k}", "--storage", url, "--data", str(DATA),
-            "--n-train", "2000", "--n-val", "500", "--hidden", "20", "--cycles", "1",
+            "--n-train", "2000", "--n-val", "500", "--hidden", "20", "--bn", "--cycles", "1",
             "--stages", "1", "--trials", "4", "--no-prune", "--seed", "3",
             "--workers", "1", "--lockstep", k, "--no-publish", cwd=tmp_path,
         )  # fmt: skip
