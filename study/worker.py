@@ -22,13 +22,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import signal
 import socket
 import sys
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import numpy as np
@@ -45,6 +43,7 @@ from kmlp.study.data import DataSource
 from kmlp.study.errors import StudyError
 from kmlp.study.group import Pruning, run_group
 from kmlp.study.heartbeat import Heartbeat
+from kmlp.study.interrupts import deferred_interrupts
 from kmlp.study.objective import Outcome, TrialHook, run_trial
 from kmlp.study.pruning import StageMedianPruner
 from kmlp.study.record import (
@@ -338,7 +337,7 @@ def _create_trial(
             study.enqueue_trial({PARAM: draw(search.seed, s, index, low, high)}, {"stage": s})
         elif not action.waiting:
             study.sampler = optuna.samplers.TPESampler(seed=_seed(search.seed, s, index))
-        with _deferred_interrupts():  # a trial created is a trial claimed
+        with deferred_interrupts():  # a trial created is a trial claimed
             trial = study.ask()
             claimed.append(trial)
     try:
@@ -351,40 +350,6 @@ def _create_trial(
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
     return trial
-
-
-@contextlib.contextmanager
-def _deferred_interrupts() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends, then deliver them as they would have.
-
-    Around ``study.ask()``: an interrupt inside it could leave the new trial RUNNING and
-    unknown to the worker (not failed, and without a heartbeat never found stale), its
-    budget slot taken for good."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-
-    def hold(signum: int, frame: Any) -> None:
-        pending.append(signum)
-
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.getsignal(sig) for sig in signals}
-    for sig, handler in previous.items():
-        if handler is not signal.SIG_IGN and handler is not None:
-            signal.signal(sig, hold)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            if handler is not signal.SIG_IGN and handler is not None:
-                signal.signal(sig, handler)
-        for signum in dict.fromkeys(pending):
-            handler = previous[signum]
-            if callable(handler):
-                handler(signum, None)
-            else:  # SIG_DFL: let the default action happen now
-                signal.raise_signal(signum)
 
 
 def draw(seed: int, stage: int, index: int, low: float, high: float) -> float:

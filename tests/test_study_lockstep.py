@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -20,6 +22,7 @@ from optuna.trial import TrialState
 
 from kmlp.network import TrainConfig
 from kmlp.study import SearchConfig, launch, run_worker
+from kmlp.study.interrupts import deferred_interrupts
 from tests.helpers.studies import DATA, HEARTBEAT, SyntheticSource, kmlp
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -177,3 +180,16 @@ def test_halving_stops_the_worse_half_and_says_why(tmp_path):
             assert max(t.intermediate_values) == decision
         assert all(max(t.intermediate_values) == 2 * CONFIG.n_s * CONFIG.cycles for t in kept)
     assert pruned_any >= 2, "halving stopped (almost) nothing"
+
+
+def test_an_interrupt_while_a_trial_is_created_is_delivered_after():
+    """Ctrl-C inside ``study.ask()`` would leave a trial RUNNING that no one fails: the
+    worker holds it until the trial is in its list of claimed trials."""
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            reached.append("end of block")
+    assert reached == ["end of block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -274,6 +274,10 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
     study = load(args.study, storage=url)  # before the hooks make the artifact folder
     check_data_arg(args)
     source = CifarSource.from_options(study.user_attrs.get("data", {}), data_dir=args.data)
+    print(
+        f"{args.lockstep} trials in lockstep" if args.lockstep > 1 else "1 trial at a time",
+        flush=True,
+    )
     try:
         stats = run_worker(
             study_name=args.study,
