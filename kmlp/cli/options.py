@@ -177,6 +177,6 @@ def add_lockstep(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="trials of a stage each worker claims at once and trains together, sharing "
         f"batches and first-layer products (default {DEFAULT_LOCKSTEP}: measured on 2 cores "
-        "at one BLAS thread, 8 together cost 0.35 s per trial-epoch, 4 0.40 s, a lone "
-        "trial 0.85 s; 1 trains each trial alone)",
+        "at one BLAS thread, a trial-epoch costs 0.33-0.35 s with 8 together, 0.33-0.40 s "
+        "with 4, 0.50-0.85 s alone; see benchmarks/README.md; 1 trains each trial alone)",
     )
