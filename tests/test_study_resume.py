@@ -158,13 +158,15 @@ def test_sigkilled_worker_slots_are_run_again(tmp_path):
 def test_cli_worker_joins_a_running_launch(tmp_path):
     url = f"sqlite:///{tmp_path / 'k.db'}"
     proc = subprocess.Popen(
-        launch_args(url, "j", workers=1, trials="6,3"),
+        # pairs for the launch, one at a time for the joining worker; trials long enough
+        # (n_s 300) that the worker, a few seconds to start, joins while they run
+        [*launch_args(url, "j", workers=1, trials="6,3", n_s=300), "--lockstep", "2"],
         cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     wait_for(lambda: len(trials_of(url, "j")) >= 1, timeout=120, proc=proc)
     worker = subprocess.run(
         [sys.executable, "-m", "kmlp", "worker", "--study", "j", "--storage", url,
-         "--data", str(DATA), "--no-publish", "--blas-threads", "1"],
+         "--data", str(DATA), "--no-publish", "--blas-threads", "1", "--lockstep", "1"],
         cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert worker.returncode == 0, worker.stderr
