@@ -18,6 +18,7 @@ import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
+from kmlp.storage.locks import LOCK_PREFIX
 from tests.conftest import assert_one_line_error, run_cli
 from tests.helpers.studies import DATA, cli_env
 
@@ -29,6 +30,8 @@ def _trials(url: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
     storage = optuna.storages.RDBStorage(url)
     out = {}
     for s in storage.get_all_studies():
+        if s.study_name.startswith(LOCK_PREFIX):  # the storage lock's tickets, not runs
+            continue
         study = optuna.load_study(study_name=s.study_name, storage=storage)
         out[s.study_name] = study.get_trials(deepcopy=False)
     return out
