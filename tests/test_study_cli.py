@@ -345,7 +345,15 @@ def test_launch_flags_parse_into_a_search_config():
     assert manual.ranges == ((-5, -1), (-3, -1), (-3, -2)) and manual.stages == 3
     custom = parse("--coarse", "-4", "-2", "--no-prune", "--sampler", "tpe", "--seed", "3")
     assert custom.coarse == (-4, -2) and not custom.prune and custom.sampler == "tpe"
-    assert custom.seed == 3
+    assert custom.seed == 3 and custom.pruner == "none"
+    assert parse().pruner == "median"
+    halving = parse("--pruner", "halving")
+    assert halving.pruner == "halving" and halving.prune
+    assert parse("--pruner", "none") == parse("--no-prune")
+    # a study stored before --pruner existed reads back with its pruning as it ran
+    stored = SearchConfig(prune=False).to_dict()
+    del stored["pruner"]
+    assert SearchConfig.from_dict(stored).pruner == "none"
 
 
 @needs_data
