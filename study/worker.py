@@ -58,13 +58,13 @@ from kmlp.study.record import (
 from kmlp.study.summary import StageSummary, study_summary, summarize
 
 StageHook = Callable[[optuna.Study], None]
+ToldHook = Callable[[optuna.Study, FrozenTrial], None]
 # Trials per worker trained in lockstep, by default. Measured (benchmarks/search_speed.py,
 # 1 BLAS thread, seconds per trial-epoch): AVX2 kernels 0.33 (K=8), 0.33-0.34 (4), 0.50
 # for train(); AVX-512 kernels 0.35 (8), 0.40 (4), 0.48 (2), 0.85 for train(); 16 is no
 # cheaper than 8. A stage of 20 on 2 workers runs as groups of 8, 8 and 4.
 DEFAULT_LOCKSTEP = 8
 MAX_LOCKSTEP = 64
-ToldHook = Callable[[optuna.Study, FrozenTrial], None]
 
 
 @dataclasses.dataclass
