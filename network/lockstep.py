@@ -54,6 +54,7 @@ def train_lockstep(
     configs: Sequence[TrainConfig],
     callbacks: Sequence[Callback | None] | None = None,
     group_callback: GroupCallback | None = None,
+    on_leave: Callable[[MemberResult], None] | None = None,
     progress: bool = False,
     blas_threads: int | None = DEFAULT_BLAS_THREADS,
 ) -> LockstepResult:
@@ -66,9 +67,12 @@ def train_lockstep(
     member k's callback ``callbacks[k]`` gets its Checkpoint (returning True stops it,
     reason "stopped"); then ``group_callback`` gets {member: Checkpoint} of the members
     checkpointed at that step and still training, and returns the members to stop
-    (reason "pruned"), e.g. the worse half. Never raises DivergenceError: a diverged
-    member is reported in its result. Trains with ``blas_threads`` BLAS threads (default
-    one; None leaves BLAS as it is, then load SciPy's BLAS before limiting it yourself).
+    (reason "pruned"), e.g. the worse half. ``on_leave`` gets each member's
+    MemberResult as soon as it leaves the group (while the others train on; its time is
+    not counted in anyone's seconds); an exception it raises stops the whole training.
+    Never raises DivergenceError: a diverged member is reported in its result. Trains
+    with ``blas_threads`` BLAS threads (default one; None leaves BLAS as it is, then load
+    SciPy's BLAS before limiting it yourself).
     """
     configs = list(configs)
     check_configs(configs)
@@ -82,6 +86,7 @@ def train_lockstep(
         return trainer.run(
             callbacks=list(callbacks) if callbacks is not None else [None] * len(configs),
             group_callback=group_callback,
+            on_leave=on_leave,
             progress=progress,
         )
 
@@ -151,8 +156,10 @@ class _Trainer:
         *,
         callbacks: list[Callback | None],
         group_callback: GroupCallback | None,
+        on_leave: Callable[[MemberResult], None] | None,
         progress: bool,
     ) -> LockstepResult:
+        self.on_leave = on_leave
         X, y, n, batch = self.data.train.X, self.data.train.y, self.n, self.batch
         per_epoch = math.ceil(n / batch)
         longest = max(m.total for m in self.members)
@@ -327,11 +334,17 @@ class _Trainer:
                 reason=reason,
                 error=error,
             )
+        gone = [self.active[p] for p in sorted(leaving)]
         keep = [p for p in range(self.stack.k) if p not in leaving]
         self.active = [self.active[p] for p in keep]
         if keep:
             self.stack = self.stack.select(keep)
-        self.final_seconds += time.perf_counter() - start
+        try:
+            if self.on_leave is not None:
+                for index in gone:
+                    self.on_leave(self.results[index])
+        finally:
+            self.final_seconds += time.perf_counter() - start
 
     def _net(self, position: int, config: TrainConfig) -> MLP:
         net = MLP(

@@ -3,9 +3,10 @@
 Public API (keyword-only arguments)::
 
     launch(study_name=, storage_url=, train_config=, search=SearchConfig(...),
-           data_source= | data=, data_options=, workers=, blas_threads=, heartbeat=,
-           on_trial_end=, on_trial_told=, on_stage_end=, artifact_store=) -> optuna.Study
-    run_worker(study_name=, storage_url=, data_source= | data=, ...) -> WorkerStats
+           data_source= | data=, data_options=, workers=, blas_threads=, lockstep=,
+           heartbeat=, on_trial_end=, on_trial_told=, on_stage_end=,
+           artifact_store=) -> optuna.Study
+    run_worker(study_name=, storage_url=, data_source= | data=, lockstep=, ...) -> WorkerStats
     export_best(study_name=, storage_url=, path=) -> dict
     retrain(export_path=, cycles=, n_train=, val_size=, as_searched=, ...) -> RetrainResult
     study_summary(study) -> StudySummary ; storage_summaries(storage) -> [StudySummary]
@@ -34,6 +35,9 @@ PRUNED trials however many workers race; a FAILED trial (interrupted, or failed 
 heartbeat of a dead worker, which queues a WAITING retry with the same λ) frees its
 slot. ``log10_lambda`` is drawn uniformly in the stage range from a stream per
 (seed, stage), so the random sampler tries the same λs with any number of workers.
+With ``lockstep=K`` a worker claims up to K trials of the current stage at once and
+trains them together (``study.group``, ``network.train_lockstep``); each is still its own
+trial, told as soon as it ends.
 Pruning (``study.pruning``) calls ``trial.should_prune()`` at each checkpoint; when it
 says so the objective stops training and tells PRUNED (the ask/tell form of raising
 ``optuna.TrialPruned``).

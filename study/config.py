@@ -12,6 +12,10 @@ from kmlp.network.checks import show
 from kmlp.study.errors import StudyError
 
 SAMPLERS = ("random", "tpe")
+# median: the per-stage median rule at cycle ends (study.pruning.StageMedianPruner);
+# halving: successive halving within a lockstep group (study.pruning.halving_rule);
+# none: every trial runs to its end.
+PRUNERS = ("median", "halving", "none")
 # Bounds of what a search can be asked for; beyond them a value is a typo, not a plan.
 # log10 lambda: 10**x must stay a normal, positive float32 and its L2 term finite.
 LOG10_LAMBDA_LIMITS = (-30.0, 10.0)
@@ -31,7 +35,9 @@ class SearchConfig:
         margin: widening of that span on each side, as a fraction of the previous width.
         ranges: stages given by hand, (low, high) each; replaces coarse/stages/top_k.
         sampler: "random" (uniform in the stage range, the method's own search) or "tpe".
-        prune: stop trials early by a per-stage median rule.
+        prune: stop trials early (False is ``pruner="none"``; kept for stored studies).
+        pruner: "median" (below the stage's median at a cycle end), "halving" (the worse
+            half of a lockstep group at each cycle end) or "none".
         prune_startup: completed trials a stage needs before it prunes anything.
         prune_warmup_cycles: learning-rate cycles every trial runs before it can be pruned.
         seed: seed of the λ draws (random) or of the sampler (tpe).
@@ -45,6 +51,7 @@ class SearchConfig:
     ranges: tuple[tuple[float, float], ...] | None = None
     sampler: str = "random"
     prune: bool = True
+    pruner: str = "median"
     prune_startup: int = 5
     prune_warmup_cycles: float = 1.0
     seed: int = 0
@@ -80,6 +87,14 @@ class SearchConfig:
             raise StudyError(
                 f"unknown sampler {show(self.sampler)}; choose one of {', '.join(SAMPLERS)}"
             )
+        if self.pruner not in PRUNERS:
+            raise StudyError(
+                f"unknown pruner {show(self.pruner)}; choose one of {', '.join(PRUNERS)}"
+            )
+        # prune=False (--no-prune, and studies stored before --pruner) means pruner "none"
+        if not self.prune:
+            object.__setattr__(self, "pruner", "none")
+        object.__setattr__(self, "prune", self.pruner != "none")
         if self.prune_startup < 1 or self.prune_warmup_cycles < 0:
             raise StudyError("prune_startup must be >= 1 and prune_warmup_cycles >= 0")
 

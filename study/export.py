@@ -43,6 +43,8 @@ def export_content(study: optuna.Study, *, storage_url: str) -> dict[str, Any]:
         "val_accuracy": float(best.value),
         "train_accuracy": best.user_attrs.get("train_accuracy"),
         "blas_threads": best.user_attrs.get("blas_threads"),
+        # trained in a lockstep group of this size: retrain matches it up to rounding
+        "lockstep": best.user_attrs.get("lockstep", 1),
         "config": config,
         "data": attrs.get("data", {}),
         "search": attrs.get("search", {}),

@@ -96,6 +96,7 @@ def launch(
     data_options: dict[str, Any] | None = None,
     workers: int = 1,
     blas_threads: int = DEFAULT_BLAS_THREADS,
+    lockstep: int = 1,
     heartbeat: HeartbeatSettings | None = None,
     on_trial_end: TrialHook | None = None,
     on_trial_told: ToldHook | None = None,
@@ -112,6 +113,8 @@ def launch(
         workers: processes on this machine (this one plus workers - 1 spawned); the CLI
             defaults to DEFAULT_WORKERS.
         blas_threads: BLAS threads per worker (default one: parallelism comes from workers).
+        lockstep: trials each worker claims at once and trains together (1: alone; the
+            CLI and reproductions use DEFAULT_LOCKSTEP).
         on_trial_end, on_trial_told, on_stage_end, artifact_store: see the ``study``
             package docstring; with workers > 1 they must be picklable (module-level
             functions).
@@ -158,7 +161,15 @@ def launch(
         "on_stage_end": on_stage_end,
         "artifact_store": artifact_store,
         "clock": Clock.start(study_summary(study).trials_done),
+        "lockstep": lockstep,
     }
+    print(
+        f"{lockstep} trials per worker in lockstep"
+        if lockstep > 1
+        else "1 trial per worker at a time (no lockstep)",
+        file=out,
+        flush=True,
+    )
     label = "w0" if workers > 1 else ""
     with _interrupt_on_sigterm(), _children(workers - 1, worker_kwargs, data_source, threads):
         run_worker(data=data, label=label, out=out, blas_threads=threads, **worker_kwargs)

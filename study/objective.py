@@ -37,6 +37,7 @@ from kmlp.network import (
     train,
 )
 from kmlp.storage.urls import redact
+from kmlp.study.pruning import median_reason, stage_peers
 from kmlp.study.record import PARAM
 
 TrialHook = Callable[[optuna.Study, optuna.Trial, TrainResult], None]
@@ -82,6 +83,9 @@ def run_trial(
         # A trial at its last checkpoint has finished: it is complete, never pruned.
         if prune and point.step < last_step and trial.should_prune():
             pruned_at.append(point.step)
+            peers = stage_peers(study, trial.user_attrs.get("stage"))
+            reason = median_reason(value=point.val_accuracy, step=point.step, peers=peers)
+            trial.set_user_attr("pruned_by", reason)
             return True
         return False
 
@@ -91,6 +95,7 @@ def run_trial(
         # float32 sums differ with the BLAS thread count; retrain uses the same count.
         with blas_limit(blas_threads) as threads:
             trial.set_user_attr("blas_threads", threads)
+        trial.set_user_attr("lockstep", 1)  # trained alone
         try:
             result = train(
                 data=data,
@@ -100,25 +105,15 @@ def run_trial(
                 blas_threads=blas_threads,
             )
         except DivergenceError as exc:
-            trial.set_user_attr("diverged_at_step", int(exc.step))
-            trial.set_user_attr("seconds", time.perf_counter() - start)
-            return _tell(study, trial, state=TrialState.PRUNED, note=f"diverged at step {exc.step}")
-        trial.set_user_attr("val_accuracy", float(result.val_accuracy))
-        trial.set_user_attr("train_accuracy", float(result.train_accuracy))
-        trial.set_user_attr("seconds", float(result.seconds))
-        trial.set_user_attr("epochs", float(result.epochs))
-        trial.set_user_attr("steps", int(result.steps))
-        if pruned_at:
-            trial.set_user_attr("pruned_at_step", pruned_at[0])
-        if on_trial_end is not None:
-            _call_hook(on_trial_end, study, trial, result, err=err)
-        if pruned_at:
-            return _tell(
-                study, trial, state=TrialState.PRUNED, note=f"pruned at step {pruned_at[0]}"
-            )
-        if not math.isfinite(result.val_accuracy):
-            return _tell(study, trial, state=TrialState.FAIL, note="no validation accuracy")
-        return _tell(study, trial, value=float(result.val_accuracy))
+            return diverged(study, trial, step=exc.step, seconds=time.perf_counter() - start)
+        return conclude(
+            study,
+            trial,
+            result,
+            pruned_at=pruned_at[0] if pruned_at else None,
+            on_trial_end=on_trial_end,
+            err=err,
+        )
     except optuna.exceptions.UpdateFinishedTrialError:
         return _lost(study, trial)
     except BaseException as exc:
@@ -128,6 +123,47 @@ def run_trial(
         except Exception:  # storage gone too; the heartbeat will fail the trial
             pass
         raise
+
+
+def conclude(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    result: TrainResult,
+    *,
+    pruned_at: int | None,
+    on_trial_end: TrialHook | None,
+    err: TextIO | None,
+) -> Outcome:
+    """Record a trained trial's results, call ``on_trial_end``, and tell its outcome:
+    PRUNED if it was stopped at step ``pruned_at``, else COMPLETE with its validation
+    accuracy (FAIL without one). Lone and lockstep trials both end here."""
+    trial.set_user_attr("val_accuracy", float(result.val_accuracy))
+    trial.set_user_attr("train_accuracy", float(result.train_accuracy))
+    trial.set_user_attr("seconds", float(result.seconds))
+    trial.set_user_attr("epochs", float(result.epochs))
+    trial.set_user_attr("steps", int(result.steps))
+    if pruned_at is not None:
+        trial.set_user_attr("pruned_at_step", pruned_at)
+    if on_trial_end is not None:
+        _call_hook(on_trial_end, study, trial, result, err=err)
+    if pruned_at is not None:
+        return _tell(study, trial, state=TrialState.PRUNED, note=f"pruned at step {pruned_at}")
+    if not math.isfinite(result.val_accuracy):
+        return _tell(study, trial, state=TrialState.FAIL, note="no validation accuracy")
+    return _tell(study, trial, value=float(result.val_accuracy))
+
+
+def diverged(study: optuna.Study, trial: optuna.Trial, *, step: int, seconds: float) -> Outcome:
+    """Record and tell a trial whose loss diverged at ``step``: PRUNED, not FAIL (its λ
+    is a result: too weak a penalty for the learning rate), so its slot is not rerun."""
+    trial.set_user_attr("diverged_at_step", int(step))
+    trial.set_user_attr("seconds", float(seconds))
+    return _tell(study, trial, state=TrialState.PRUNED, note=f"diverged at step {step}")
+
+
+def lost(study: optuna.Study, trial: optuna.Trial) -> Outcome:
+    """The outcome of a trial failed meanwhile by another worker (stale heartbeat)."""
+    return _lost(study, trial)
 
 
 def _tell(

@@ -104,14 +104,44 @@ class StageMedianPruner(optuna.pruners.BasePruner):
             cycle_steps=self.cycle_steps,
         ):
             return False
-        stage = trial.user_attrs.get("stage")
-        peers = [
-            t.intermediate_values
-            for t in study.get_trials(
-                deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
-            )
-            if t.user_attrs.get("stage") == stage
-        ]
+        peers = stage_peers(study, trial.user_attrs.get("stage"))
         return median_rule(
             value=trial.intermediate_values[step], step=step, peers=peers, n_startup=self.n_startup
         )
+
+
+def stage_peers(study: optuna.Study, stage: object) -> list[Mapping[int, float]]:
+    """Intermediate values (step -> accuracy) of ``stage``'s finished trials."""
+    return [
+        t.intermediate_values
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if t.user_attrs.get("stage") == stage
+    ]
+
+
+def median_reason(*, value: float, step: int, peers: Sequence[Mapping[int, float]]) -> dict:
+    """Why ``median_rule`` stopped a trial: the ``pruned_by`` user attribute it gets."""
+    values = [p[step] for p in peers if step in p and not math.isnan(p[step])]
+    return {
+        "rule": "median",
+        "step": int(step),
+        "value": float(value),
+        "threshold": float(statistics.median(values)) if values else None,
+        "peers": len(values),
+    }
+
+
+def halving_reason(*, value: float, step: int, values: Mapping[int, float]) -> dict:
+    """Why ``halving_rule`` stopped a member: the ``pruned_by`` user attribute it gets.
+
+    ``threshold`` is the lowest accuracy kept in the group at that step; ``group`` the
+    members compared."""
+    stopped = halving_rule(values=values)
+    kept = [v for m, v in values.items() if m not in stopped and not math.isnan(v)]
+    return {
+        "rule": "halving",
+        "step": int(step),
+        "value": float(value),
+        "threshold": float(min(kept)) if kept else None,
+        "group": len(values),
+    }

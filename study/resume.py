@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 
+from kmlp.study.config import SearchConfig
 from kmlp.study.errors import StudyError
 
 # Keys that may differ on resume: the stored lambda is a placeholder; the data may be
@@ -47,7 +48,13 @@ def differences(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str
 
 def check_same(study_name: str, stored: Mapping[str, Any], given: Mapping[str, Any]) -> None:
     """StudyError naming the differences if ``given`` does not match the stored records."""
-    diffs = differences({k: stored.get(k) for k in given}, given)
+    stored = {k: stored.get(k) for k in given}
+    if isinstance(stored.get("search"), Mapping):  # stored before a field existed: default
+        try:
+            stored["search"] = SearchConfig.from_dict(dict(stored["search"])).to_dict()
+        except (StudyError, TypeError, ValueError):
+            pass
+    diffs = differences(stored, given)
     if diffs:
         raise StudyError(
             f"study {study_name!r} exists with a different configuration "

@@ -1,4 +1,4 @@
-"""The worker loop: claim a trial under the storage lock, train it, repeat until done.
+"""The worker loop: claim trials under the storage lock, train them, repeat until done.
 
 Any number of workers, in processes on any machines sharing the storage, run this loop
 on one study. Under the lock (``storage.storage_lock``) a worker fails stale trials
@@ -7,6 +7,14 @@ trials, and applies ``plan.next_action``: it writes a new stage's record, closes
 finished stage, or creates its next trial, with its ``stage`` attribute, its
 ``log10_lambda`` and a first heartbeat, before releasing the lock. So the count it
 checked is still true when the trial exists: budgets are exact.
+
+With ``lockstep=K`` a worker claims up to K trials of the current stage in one hold of
+the lock: it asks ``plan.next_action`` again after each trial it creates and stops at the
+first answer that is not a claim of that stage (budget reached, or only other workers'
+trials left), so a group never crosses a stage's budget or boundary. Each trial is
+created exactly as a lone one (its λ is the index-th draw of the stage), so the λ values
+do not depend on K or on the number of workers. The group trains in lockstep
+(``study.group``); a group of one trains alone (``study.objective``).
 """
 
 from __future__ import annotations
@@ -33,8 +41,10 @@ from kmlp.study.access import load
 from kmlp.study.config import SearchConfig
 from kmlp.study.data import DataSource
 from kmlp.study.errors import StudyError
+from kmlp.study.group import Pruning, run_group
 from kmlp.study.heartbeat import Heartbeat
-from kmlp.study.objective import TrialHook, run_trial
+from kmlp.study.interrupts import deferred_interrupts
+from kmlp.study.objective import Outcome, TrialHook, run_trial
 from kmlp.study.pruning import StageMedianPruner
 from kmlp.study.record import (
     PARAM,
@@ -49,6 +59,12 @@ from kmlp.study.summary import StageSummary, study_summary, summarize
 
 StageHook = Callable[[optuna.Study], None]
 ToldHook = Callable[[optuna.Study, FrozenTrial], None]
+# Trials per worker trained in lockstep, by default. Measured (benchmarks/search_speed.py,
+# 1 BLAS thread, seconds per trial-epoch): AVX2 kernels 0.33 (K=8), 0.33-0.34 (4), 0.50
+# for train(); AVX-512 kernels 0.35 (8), 0.40 (4), 0.48 (2), 0.85 for train(); 16 is no
+# cheaper than 8. A stage of 20 on 2 workers runs as groups of 8, 8 and 4.
+DEFAULT_LOCKSTEP = 8
+MAX_LOCKSTEP = 64
 
 
 @dataclasses.dataclass
@@ -76,8 +92,12 @@ def run_worker(
     max_trials: int | None = None,
     blas_threads: int | None = DEFAULT_BLAS_THREADS,
     clock: progress.Clock | None = None,
+    lockstep: int = 1,
 ) -> WorkerStats:
     """Work on ``study_name`` until every stage is finished (or ``max_trials`` ran).
+
+    ``lockstep``: claim up to that many trials of the current stage at once and train
+    them together (``kmlp.network.train_lockstep``); 1 trains each trial alone.
 
     ``data`` or ``data_source`` gives the data; it must have the fingerprint stored in the
     study. ``blas_threads`` limits BLAS threads while training (default one; None: no
@@ -87,6 +107,8 @@ def run_worker(
     ``functools.partial``); it is accepted so that callers can pass one object through.
     """
     del artifact_store
+    if not 1 <= lockstep <= MAX_LOCKSTEP:
+        raise StudyError(f"lockstep must be from 1 to {MAX_LOCKSTEP}, got {lockstep}")
     with blas_limit(blas_threads):
         return _work(
             study_name=study_name,
@@ -103,6 +125,7 @@ def run_worker(
             max_trials=max_trials,
             blas_threads=blas_threads,
             clock=clock,
+            lockstep=lockstep,
         )
 
 
@@ -122,6 +145,7 @@ def _work(
     max_trials: int | None,
     blas_threads: int | None,
     clock: progress.Clock | None,
+    lockstep: int,
 ) -> WorkerStats:
     heartbeat = heartbeat or HeartbeatSettings.from_env()
     out = out or sys.stdout
@@ -140,26 +164,32 @@ def _work(
             raise StudyError("run_worker needs data or data_source")
         data = data_source()
     _check_data(data, attrs.get("data", {}), study_name)
-    if search.prune:
-        n_s = base_config.half_cycle(len(data.train.y))
+    n_s = base_config.half_cycle(len(data.train.y))
+    pruning = Pruning(
+        rule=search.pruner,
+        warmup_steps=round(search.prune_warmup_cycles * 2 * n_s),
+        cycle_steps=2 * n_s,
+    )
+    if search.pruner == "median":
         study.pruner = StageMedianPruner(
             n_startup=search.prune_startup,
-            warmup_steps=round(search.prune_warmup_cycles * 2 * n_s),
-            cycle_steps=2 * n_s,
+            warmup_steps=pruning.warmup_steps,
+            cycle_steps=pruning.cycle_steps,
         )
-    else:
+    else:  # halving is applied by the lockstep group itself
         study.pruner = optuna.pruners.NopPruner()
     poll = poll_seconds if poll_seconds is not None else min(1.0, heartbeat.interval / 2)
     stats = WorkerStats()
     clock = clock or progress.Clock.start(summary.trials_done)
     ran = 0
     waiting = False
-    claimed: list[optuna.Trial] = []  # the trial this worker created and has not yet told
+    claimed: list[optuna.Trial] = []  # trials this worker created and has not yet told
     try:
         while max_trials is None or ran < max_trials:
             claimed.clear()
+            k = lockstep if max_trials is None else min(lockstep, max_trials - ran)
             action, closed = _next_under_lock(
-                study, rdb, search, claimed=claimed, out=out, prefix=prefix
+                study, rdb, search, claimed=claimed, out=out, prefix=prefix, lockstep=k
             )
             for s in closed:
                 stats.closed_stages.append(s)
@@ -174,35 +204,62 @@ def _work(
                 time.sleep(poll)
                 continue
             waiting = False
-            trial, stage_record = action
-            with Heartbeat(rdb, [trial._trial_id], heartbeat.interval):
-                outcome = run_trial(
-                    study=study,
-                    trial=trial,
-                    data=data,
-                    base_config=base_config,
-                    prune=search.prune,
-                    on_trial_end=on_trial_end,
-                    blas_threads=blas_threads,
+            group, stage_record = action
+
+            def told(
+                trial: optuna.Trial,
+                outcome: Outcome,
+                beat: Heartbeat,
+                stage: int = stage_record.stage,
+            ) -> None:
+                nonlocal ran, summary
+                beat.drop(trial._trial_id)
+                if trial in claimed:
+                    claimed.remove(trial)
+                ran += 1
+                name = outcome.state.name
+                stats.trials[name] = stats.trials.get(name, 0) + 1
+                summary = study_summary(study)
+                progress.trial_done(
+                    summary,
+                    stage,
+                    trial.number,
+                    outcome,
+                    clock=clock,
+                    out=out,
+                    prefix=prefix,
                 )
-            claimed.clear()  # told (or failed) by run_trial
-            ran += 1
-            stats.trials[outcome.state.name] = stats.trials.get(outcome.state.name, 0) + 1
-            summary = study_summary(study)
-            progress.trial_done(
-                summary,
-                stage_record.stage,
-                trial.number,
-                outcome,
-                clock=clock,
-                out=out,
-                prefix=prefix,
-            )
-            if on_trial_told is not None and outcome.trial is not None:
-                _call_hook("on_trial_told", on_trial_told, study, outcome.trial)
+                if on_trial_told is not None and outcome.trial is not None:
+                    _call_hook("on_trial_told", on_trial_told, study, outcome.trial)
+
+            with Heartbeat(rdb, [t._trial_id for t in group], heartbeat.interval) as beat:
+                if len(group) == 1:
+                    (trial,) = group
+                    outcome = run_trial(
+                        study=study,
+                        trial=trial,
+                        data=data,
+                        base_config=base_config,
+                        prune=search.pruner == "median",
+                        on_trial_end=on_trial_end,
+                        blas_threads=blas_threads,
+                    )
+                    told(trial, outcome, beat)
+                else:
+                    run_group(
+                        study=study,
+                        trials=group,
+                        data=data,
+                        base_config=base_config,
+                        pruning=pruning,
+                        on_told=lambda trial, outcome: told(trial, outcome, beat),
+                        on_trial_end=on_trial_end,
+                        blas_threads=blas_threads,
+                    )
+            claimed.clear()  # told (or failed) by run_trial / run_group
     except BaseException:
-        # Interrupted between creating a trial and its objective (which fails it itself):
-        # fail it here so that its budget slot frees at once.
+        # Interrupted between creating trials and training them (training fails its own
+        # untold trials): fail them here so that their budget slots free at once.
         for trial in claimed:
             with contextlib.suppress(Exception):
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -218,11 +275,14 @@ def _next_under_lock(
     claimed: list[optuna.Trial],
     out: TextIO,
     prefix: str,
+    lockstep: int = 1,
 ) -> tuple[Any, list[int]]:
     """Apply plan actions under the lock until one is Claim, Wait or Done.
 
-    Returns (Done | Wait | (trial, stage record)), and the stages this call closed. A
-    created trial is appended to ``claimed`` at once (for the caller's interrupt handling).
+    Returns (Done | Wait | ([trials], stage record)), and the stages this call closed. On
+    a claim it creates up to ``lockstep`` trials of that stage, as long as the plan says
+    to claim one more of it. A created trial is appended to ``claimed`` at once (for the
+    caller's interrupt handling).
     """
     closed: list[int] = []
     with storage_lock(rdb, name=study.study_name):
@@ -245,8 +305,14 @@ def _next_under_lock(
                 progress.stage_closed(_stage_summary(study, stages, infos), out=out, prefix=prefix)
             elif isinstance(action, plan.Claim):
                 record = stages[action.stage]
-                trial = _create_trial(study, rdb, action, record, search, infos, claimed)
-                return (trial, record), closed
+                group = [_create_trial(study, rdb, action, record, search, infos, claimed)]
+                while len(group) < lockstep:
+                    infos = trial_infos(study)
+                    more = plan.next_action(stages=stages, trials=infos, search=search)
+                    if not (isinstance(more, plan.Claim) and more.stage == action.stage):
+                        break
+                    group.append(_create_trial(study, rdb, more, record, search, infos, claimed))
+                return (group, record), closed
             else:
                 return action, closed
 
@@ -271,8 +337,9 @@ def _create_trial(
             study.enqueue_trial({PARAM: draw(search.seed, s, index, low, high)}, {"stage": s})
         elif not action.waiting:
             study.sampler = optuna.samplers.TPESampler(seed=_seed(search.seed, s, index))
-        trial = study.ask()
-    claimed.append(trial)
+        with deferred_interrupts():  # a trial created is a trial claimed
+            trial = study.ask()
+            claimed.append(trial)
     try:
         rdb.record_heartbeat(trial._trial_id)
         if "stage" not in trial.user_attrs:

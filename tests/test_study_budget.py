@@ -1,4 +1,5 @@
-"""Budgets are exact with 1, 2 and 4 workers on SQLite and 2 on PostgreSQL.
+"""Budgets are exact with 1, 2 and 4 workers on SQLite and 2 on PostgreSQL, trials alone
+or claimed 3 at a time and trained in lockstep.
 
 The study runs through ``study.launch`` on a small synthetic dataset (each worker process
 rebuilds it from a picklable recipe), so that the test exercises the concurrency, not
@@ -68,7 +69,7 @@ class StageLog:
             fh.write(f"{closed}\n")
 
 
-def run_study(url: str, name: str, workers: int, tmp_path: Path) -> optuna.Study:
+def run_study(url: str, name: str, workers: int, tmp_path: Path, lockstep: int = 1) -> optuna.Study:
     trial_log, stage_log = tmp_path / "trials.log", tmp_path / "stages.log"
     told_log = tmp_path / "told.log"
     return launch(
@@ -79,6 +80,7 @@ def run_study(url: str, name: str, workers: int, tmp_path: Path) -> optuna.Study
         data_source=SyntheticSource(),
         workers=workers,
         blas_threads=1,
+        lockstep=lockstep,
         heartbeat=HEARTBEAT,
         on_trial_end=TrialLog(str(trial_log), delay=0.25 if workers > 1 else 0.0),
         on_trial_told=ToldLog(str(told_log)),
@@ -130,18 +132,20 @@ def check_budgets(study: optuna.Study, *, workers: int, tmp_path: Path) -> None:
         assert t.user_attrs["lambda"] == pytest.approx(10 ** t.params["log10_lambda"])
 
 
-@pytest.mark.parametrize("workers", [1, 2, 4])
-def test_budgets_exact_on_sqlite(tmp_path, workers):
-    study = run_study(f"sqlite:///{tmp_path / 'k.db'}", "budget", workers, tmp_path)
+@pytest.mark.parametrize("workers, lockstep", [(1, 1), (2, 1), (4, 1), (2, 3)])
+def test_budgets_exact_on_sqlite(tmp_path, workers, lockstep):
+    study = run_study(f"sqlite:///{tmp_path / 'k.db'}", "budget", workers, tmp_path, lockstep)
     check_budgets(study, workers=workers, tmp_path=tmp_path)
+    assert {t.user_attrs["lockstep"] for t in study.trials} <= set(range(1, lockstep + 1))
 
 
 @pytest.mark.skipif(not PG_URL, reason="set KMLP_TEST_POSTGRES_URL to a PostgreSQL URL")
 def test_budgets_exact_on_postgres(tmp_path):
     name = f"kmlp-test-budget-{uuid.uuid4().hex[:10]}"
     try:
-        study = run_study(PG_URL, name, 2, tmp_path)
+        study = run_study(PG_URL, name, 2, tmp_path, lockstep=3)
         check_budgets(study, workers=2, tmp_path=tmp_path)
+        assert max(t.user_attrs["lockstep"] for t in study.trials) > 1
     finally:
         try:
             optuna.delete_study(study_name=name, storage=PG_URL)

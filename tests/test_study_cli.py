@@ -33,7 +33,9 @@ def finished(tmp_path_factory) -> tuple[Path, str]:
     """A small finished study on real data (2 stages x 3 trials, 2 workers), published for
     dashboards."""
     folder = tmp_path_factory.mktemp("cli")
-    url, done = launch_real(folder, "cli")
+    # trials alone: --as-searched retrain must repeat a trial's accuracy exactly, which a
+    # lockstep member (equal to lone training only up to float rounding) does not
+    url, done = launch_real(folder, "cli", "--lockstep", "1")
     lines = done.stdout.splitlines()
     trial_lines = [line for line in lines if re.search(r"stage \d trial #\d+ \(\d/3\)", line)]
     assert len(trial_lines) == 6, done.stdout
@@ -165,6 +167,8 @@ def test_export_then_retrain_records_on_the_study(finished):
     result = json.loads(retrained.stdout)
     assert 0.15 < result["test_accuracy"] <= 1 and result["recorded_on_study"] is True
     assert document["blas_threads"] == result["blas_threads"] == 1
+    # the study ran its trials alone (--lockstep 1): retrain repeats it exactly
+    assert document["lockstep"] == best.user_attrs["lockstep"] == 1
     assert result["val_accuracy"] == pytest.approx(document["val_accuracy"])
     assert result["train_size"] == document["data"]["train_size"] == 1000
     assert model.exists()
@@ -398,7 +402,15 @@ def test_launch_flags_parse_into_a_search_config():
     assert manual.ranges == ((-5, -1), (-3, -1), (-3, -2)) and manual.stages == 3
     custom = parse("--coarse", "-4", "-2", "--no-prune", "--sampler", "tpe", "--seed", "3")
     assert custom.coarse == (-4, -2) and not custom.prune and custom.sampler == "tpe"
-    assert custom.seed == 3
+    assert custom.seed == 3 and custom.pruner == "none"
+    assert parse().pruner == "median"
+    halving = parse("--pruner", "halving")
+    assert halving.pruner == "halving" and halving.prune
+    assert parse("--pruner", "none") == parse("--no-prune")
+    # a study stored before --pruner existed reads back with its pruning as it ran
+    stored = SearchConfig(prune=False).to_dict()
+    del stored["pruner"]
+    assert SearchConfig.from_dict(stored).pruner == "none"
 
 
 @needs_data

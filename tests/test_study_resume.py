@@ -109,35 +109,48 @@ def test_resume_after_interrupt_keeps_trials_and_budget(tmp_path, sig, workers):
     assert "stage" in done.stdout and "best:" in done.stdout
 
 
-def test_sigkilled_worker_slot_is_run_again(tmp_path):
+def test_sigkilled_worker_slots_are_run_again(tmp_path):
+    """A worker training a lockstep group is SIGKILLed: every trial it claimed is failed
+    (stale heartbeat) and run again once, and the budgets stay exact."""
     url = f"sqlite:///{tmp_path / 'k.db'}"
     proc = subprocess.Popen(
-        # trials long enough (about 1 s) that the spawned worker, slower to start than
-        # the in-process one, surely gets some of stage 0's
-        launch_args(url, "k", workers=2, trials="10,2", n_s=500),
+        # 4 trials per group: the in-process worker claims 0-3, and trials long enough
+        # (about 1 s) that the spawned worker, slower to start, surely gets a group too
+        [*launch_args(url, "k", workers=2, trials="10,2", n_s=500), "--lockstep", "4"],
         cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     victim: dict[str, int] = {}
 
-    def child_running() -> bool:
+    def child_training() -> bool:
         for t in trials_of(url, "k"):
             pid = int(t.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
+            # training has begun (a checkpoint reported): the group is fully claimed
             if t.state == TrialState.RUNNING and pid not in (0, proc.pid):
-                victim.update(number=t.number, pid=pid)
-                return True
+                if t.intermediate_values:
+                    victim.update(pid=pid)
+                    return True
         return False
 
-    wait_for(child_running, timeout=120, proc=proc)
+    wait_for(child_training, timeout=120, proc=proc)
     os.kill(victim["pid"], signal.SIGKILL)
+    claimed = [
+        t.number
+        for t in trials_of(url, "k")
+        if t.user_attrs.get("worker", "").endswith(f":{victim['pid']}")
+        and t.state == TrialState.RUNNING
+    ]
     _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     trials = trials_of(url, "k")
-    killed = next(t for t in trials if t.number == victim["number"])
-    assert killed.state == TrialState.FAIL
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim["number"]]
-    assert len(retries) == 1 and retries[0].state in FINISHED
-    assert retries[0].params == killed.params
-    assert retries[0].user_attrs["stage"] == killed.user_attrs["stage"]
+    assert len(claimed) >= 2, "the killed worker was not training a group"
+    for number in claimed:
+        killed = next(t for t in trials if t.number == number)
+        assert killed.state == TrialState.FAIL
+        assert killed.user_attrs["lockstep"] == len(claimed)
+        retries = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+        assert len(retries) == 1 and retries[0].state in FINISHED
+        assert retries[0].params == killed.params
+        assert retries[0].user_attrs["stage"] == killed.user_attrs["stage"]
     check_budgets(trials, [10, 2])
     assert "exited with code -9" in err
 
@@ -145,13 +158,15 @@ def test_sigkilled_worker_slot_is_run_again(tmp_path):
 def test_cli_worker_joins_a_running_launch(tmp_path):
     url = f"sqlite:///{tmp_path / 'k.db'}"
     proc = subprocess.Popen(
-        launch_args(url, "j", workers=1, trials="6,3"),
+        # pairs for the launch, one at a time for the joining worker; trials long enough
+        # (n_s 300) that the worker, a few seconds to start, joins while they run
+        [*launch_args(url, "j", workers=1, trials="6,3", n_s=300), "--lockstep", "2"],
         cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     wait_for(lambda: len(trials_of(url, "j")) >= 1, timeout=120, proc=proc)
     worker = subprocess.run(
         [sys.executable, "-m", "kmlp", "worker", "--study", "j", "--storage", url,
-         "--data", str(DATA), "--no-publish", "--blas-threads", "1"],
+         "--data", str(DATA), "--no-publish", "--blas-threads", "1", "--lockstep", "1"],
         cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert worker.returncode == 0, worker.stderr

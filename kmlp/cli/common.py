@@ -10,11 +10,13 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from kmlp.cli.options import path_text, positive_int, whole_number
 from kmlp.dashboards.artifacts import artifacts_location
 from kmlp.network import TrainConfig
 from kmlp.network.checks import MAX_SEED, check_fits, show, writable_folder
-from kmlp.network.cifar_files import BATCH_ROWS
+from kmlp.network.cifar_files import BATCH_ROWS, N_FEATURES
 from kmlp.network.curves import check_plot_path
 from kmlp.network.data import N_TRAIN_MAX, N_VAL_MAX, check_data_location
 from kmlp.network.errors import ConfigError
@@ -197,8 +199,15 @@ def check_training_args(args: argparse.Namespace, config: TrainConfig) -> None:
     n_images = (args.n_train or N_TRAIN_MAX) + (args.n_val or N_VAL_MAX) + BATCH_ROWS  # + test
     config.check_memory(n_images=n_images)
     workers = getattr(args, "workers", 1)
-    if workers > 1:  # each worker process holds the data and its network
-        check_fits(f"{workers} workers", workers * config.memory_needed(n_images=n_images))
+    lockstep = getattr(args, "lockstep", 1)
+    if workers > 1 or lockstep > 1:  # each worker holds the data and K networks
+        need = config.memory_needed(n_images=n_images)
+        data_bytes = n_images * N_FEATURES * np.dtype(config.dtype).itemsize
+        per_worker = data_bytes + lockstep * (need - data_bytes)
+        what = f"{workers} workers" if workers > 1 else "one worker"
+        if lockstep > 1:
+            what += f" x {lockstep} trials in lockstep"
+        check_fits(what, workers * per_worker)
     if getattr(args, "blas_threads", None) is not None:
         check_blas_threads(args.blas_threads)
     if getattr(args, "save", None) is not None:  # "" too: --save "$UNSET" is a mistake

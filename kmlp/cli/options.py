@@ -1,8 +1,8 @@
 """Options that several commands share, each declared once here.
 
-``--study``, ``--storage``, ``--artifacts``, ``--blas-threads`` and ``--json`` mean the
-same on every command that takes them; commands call these functions rather than
-declaring the options again (the way sqlite-utils groups its shared options).
+``--study``, ``--storage``, ``--artifacts``, ``--blas-threads``, ``--lockstep`` and
+``--json`` mean the same on every command that takes them; commands call these functions
+rather than declaring the options again (the way sqlite-utils groups its shared options).
 """
 
 from __future__ import annotations
@@ -164,3 +164,19 @@ def add_blas_threads(
 def add_json(parser: argparse.ArgumentParser, *, what: str = "the result") -> None:
     """``--json``: print one JSON object instead of text."""
     parser.add_argument("--json", action="store_true", help=f"print {what} as one JSON object")
+
+
+def add_lockstep(parser: argparse.ArgumentParser) -> None:
+    """``--lockstep K``: trials a worker claims at once and trains together."""
+    from kmlp.study.worker import DEFAULT_LOCKSTEP, MAX_LOCKSTEP
+
+    parser.add_argument(
+        "--lockstep",
+        type=whole_number(low=1, high=MAX_LOCKSTEP),
+        default=DEFAULT_LOCKSTEP,
+        metavar="K",
+        help="trials of a stage each worker claims at once and trains together, sharing "
+        f"batches and first-layer products (default {DEFAULT_LOCKSTEP}: measured on 2 cores "
+        "at one BLAS thread, a trial-epoch costs 0.33-0.35 s with 8 together, 0.33-0.40 s "
+        "with 4, 0.50-0.85 s alone; see benchmarks/README.md; 1 trains each trial alone)",
+    )

@@ -26,6 +26,7 @@ from kmlp.cli.common import (
 from kmlp.cli.options import (
     add_artifacts,
     add_blas_threads,
+    add_lockstep,
     add_storage,
     add_study,
     path_text,
@@ -50,7 +51,7 @@ from kmlp.study import (
 )
 from kmlp.study.access import load
 from kmlp.study.commands import has_password, next_commands, resume_command
-from kmlp.study.config import MAX_STAGES, MAX_TRIALS, SAMPLERS
+from kmlp.study.config import MAX_STAGES, MAX_TRIALS, PRUNERS, SAMPLERS
 from kmlp.study.launch import DEFAULT_WORKERS
 from kmlp.study.progress import format_duration
 from kmlp.study.resume import existing, same_data_options
@@ -113,10 +114,18 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
         help="random: uniform in the stage range (default); tpe: Optuna's TPE",
     )
     g.add_argument(
+        "--pruner",
+        choices=PRUNERS,
+        default=d.pruner,
+        help="stopping trials early: median (below the stage's median at a cycle end after "
+        "the first cycle; default), halving (the worse half of each lockstep group at "
+        "those cycle ends), none",
+    )
+    g.add_argument(
         "--prune",
         action=argparse.BooleanOptionalAction,
-        default=d.prune,
-        help="stop trials below the stage median after the first cycle (default on)",
+        default=None,
+        help="--no-prune is --pruner none; --prune is --pruner median",
     )
     w = p.add_argument_group("workers")
     w.add_argument(
@@ -128,6 +137,7 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
         f"(default: one per core, at most 4; here {DEFAULT_WORKERS})",
     )
     add_blas_threads(w)
+    add_lockstep(w)
     _add_publish_args(p)
 
 
@@ -141,6 +151,7 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
         help="CIFAR-10 folder (default $KMLP_DATA or cache)",
     )
     add_blas_threads(p)
+    add_lockstep(p)
     _add_publish_args(p)
 
 
@@ -169,9 +180,19 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
         margin=args.margin,
         ranges=ranges,
         sampler=args.sampler,
-        prune=args.prune,
+        pruner=_pruner(args),
         seed=args.seed,
     )
+
+
+def _pruner(args: argparse.Namespace) -> str:
+    """--pruner, with --no-prune as its alias "none" (and --prune as "median")."""
+    if args.prune is None:
+        return args.pruner
+    alias = "median" if args.prune else "none"
+    if args.pruner not in (alias, SearchConfig().pruner):
+        raise StudyError(f"--{'' if args.prune else 'no-'}prune contradicts --pruner {args.pruner}")
+    return alias if args.pruner == SearchConfig().pruner else args.pruner
 
 
 def run_launch(args: argparse.Namespace) -> int:
@@ -205,6 +226,7 @@ def run_launch(args: argparse.Namespace) -> int:
             data_options=options,
             workers=args.workers,
             blas_threads=args.blas_threads,
+            lockstep=args.lockstep,
             **_hooks(args, url),
         )
     except KeyboardInterrupt:
@@ -252,12 +274,17 @@ def run_worker_cmd(args: argparse.Namespace) -> int:
     study = load(args.study, storage=url)  # before the hooks make the artifact folder
     check_data_arg(args)
     source = CifarSource.from_options(study.user_attrs.get("data", {}), data_dir=args.data)
+    print(
+        f"{args.lockstep} trials in lockstep" if args.lockstep > 1 else "1 trial at a time",
+        flush=True,
+    )
     try:
         stats = run_worker(
             study_name=args.study,
             storage_url=url,
             data_source=source,
             blas_threads=args.blas_threads,
+            lockstep=args.lockstep,
             **_hooks(args, url),
         )
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from kmlp.study.launch import launch
 from kmlp.study.reproduce.plan import SearchSpec
 from kmlp.study.reproduce.record import load_if_exists
 from kmlp.study.summary import StudySummary, study_summary
+from kmlp.study.worker import DEFAULT_LOCKSTEP
 
 
 def run_search(
@@ -30,7 +31,8 @@ def run_search(
     blas_threads: int = DEFAULT_BLAS_THREADS,
 ) -> optuna.Study:
     """Run (or continue) the search ``spec`` as the kmlp study ``study_name``, in this
-    process (``hooks``: launch's on_trial_end / on_trial_told / on_stage_end)."""
+    process (``hooks``: launch's on_trial_end / on_trial_told / on_stage_end), with
+    DEFAULT_LOCKSTEP trials trained together."""
     return launch(
         study_name=study_name,
         storage_url=storage_url,
@@ -40,6 +42,7 @@ def run_search(
         data_options={"n_train": spec.data.n_train, "n_val": spec.data.n_val},
         workers=1,
         blas_threads=blas_threads,
+        lockstep=DEFAULT_LOCKSTEP,
         heartbeat=heartbeat,
         out=out,
         **hooks,
