@@ -2,10 +2,10 @@
 
 Any number of workers, in processes on any machines sharing the storage, run this loop
 on one study. Under the lock (``storage.storage_lock``) a worker fails stale trials
-(dead workers' trials; Optuna re-queues a WAITING copy), reads the stage records and
+(dead workers' trials, ``study.reaper``; a WAITING copy is queued), reads the stage records and
 trials, and applies ``plan.next_action``: it writes a new stage's record, closes a
 finished stage, or creates its next trial, with its ``stage`` attribute, its
-``log10_lambda`` and a first heartbeat, before releasing the lock. So the count it
+``log10_lambda`` and its first liveness mark, before releasing the lock. So the count it
 checked is still true when the trial exists: budgets are exact.
 """
 
@@ -36,6 +36,7 @@ from kmlp.study.errors import StudyError
 from kmlp.study.heartbeat import Heartbeat
 from kmlp.study.objective import TrialHook, run_trial
 from kmlp.study.pruning import StageMedianPruner
+from kmlp.study.reaper import mark_alive, reap_stale_trials
 from kmlp.study.record import (
     PARAM,
     StageRecord,
@@ -226,9 +227,7 @@ def _next_under_lock(
     """
     closed: list[int] = []
     with storage_lock(rdb, name=study.study_name):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+        reap_stale_trials(study, rdb)
         while True:
             stages = stage_records(study.user_attrs.get("stages"))
             infos = trial_infos(study)
@@ -274,7 +273,7 @@ def _create_trial(
         trial = study.ask()
     claimed.append(trial)
     try:
-        rdb.record_heartbeat(trial._trial_id)
+        mark_alive(rdb, trial._trial_id)
         if "stage" not in trial.user_attrs:
             trial.set_user_attr("stage", s)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
