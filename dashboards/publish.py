@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -64,15 +66,31 @@ def publish_trial_curves(
     Also writes the trial's note: the curves image at full width (the artifact list only shows
     a thumbnail) and the final numbers.
     """
+    png_id, csv_id, render = start_trial_curves(trial, result, artifact_store=artifact_store)
+    render()
+    return png_id, csv_id
+
+
+def start_trial_curves(
+    trial: optuna.Trial, result: TrainResult, *, artifact_store: ArtifactStore
+) -> tuple[str, str, Callable[[], None]]:
+    """The part of ``publish_trial_curves`` that needs the trial RUNNING, and the rest.
+
+    Uploads the CSV, a placeholder PNG (1x1 pixel) under the curves image's name, and the
+    note; returns (png id, csv id, ``render``): ``render()`` draws the curves and writes them
+    over the placeholder (``artifact_store.write`` of the same artifact id), which works
+    after the trial is told, so a background thread can do it (``dashboards.background``).
+    Optuna attaches artifacts only to running trials; the drawing (about 1 s of matplotlib)
+    is what costs.
+    """
     from optuna_dashboard import save_note
 
-    from kmlp.network import curve_data, plot_curves
+    from kmlp.network import curve_data
 
     png_name, csv_name = curves_filenames(trial.number)
-    lam = result.config.lam
     with tempfile.TemporaryDirectory(prefix="kmlp-curves-") as tmp:
         png, csv = Path(tmp) / png_name, Path(tmp) / csv_name
-        plot_curves(result.history, png, title=f"trial {trial.number}: λ = {lam:.4g}")
+        png.write_bytes(PLACEHOLDER_PNG)
         write_curves_csv(curve_data(result.history), csv)
         png_id, csv_id = (
             upload_artifact(artifact_store=artifact_store, file_path=str(p), study_or_trial=trial)
@@ -81,7 +99,35 @@ def publish_trial_curves(
     image = f"/artifacts/{trial.study._study_id}/{trial._trial_id}/{png_id}"
     stage = trial.user_attrs.get("stage")
     save_note(trial, trial_note_markdown(result, image_url=image, csv_name=csv_name, stage=stage))
-    return png_id, csv_id
+    title = f"trial {trial.number}: λ = {result.config.lam:.4g}"
+
+    def render() -> None:
+        from kmlp.network import plot_curves
+
+        with tempfile.TemporaryDirectory(prefix="kmlp-curves-") as tmp:
+            drawn = Path(tmp) / png_name
+            plot_curves(result.history, drawn, title=title)
+            with drawn.open("rb") as fh:
+                artifact_store.write(png_id, fh)
+
+    return png_id, csv_id, render
+
+
+def _png_1x1() -> bytes:
+    """A valid 1x1 grey PNG: the placeholder until the curves are drawn."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)  # 1x1, 8-bit greyscale
+    pixels = zlib.compress(b"\x00\xc0")  # filter byte, one grey pixel
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+PLACEHOLDER_PNG = _png_1x1()
 
 
 def publish_search(
