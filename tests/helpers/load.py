@@ -144,22 +144,9 @@ def run_load(
     stages = len(trials)
     common = ["--study", study, "--storage", url, "--data", data]
     common += ["--artifacts", str(folder / "artifacts")] if publish else ["--no-publish"]
+    search = ["--stages", str(stages), "--trials", ",".join(map(str, trials)), "--top-k", "2"]
     launch = _kmlp(
-        [
-            "launch",
-            *common,
-            *TINY,
-            "--stages",
-            str(stages),
-            "--trials",
-            ",".join(map(str, trials)),
-            "--top-k",
-            "2",
-            "--workers",
-            str(launch_workers),
-        ],  # fmt: skip
-        environ,
-        folder,
+        ["launch", *common, *TINY, *search, "--workers", str(launch_workers)], environ, folder
     )
     started = time.monotonic()
     deadline = started + timeout
