@@ -136,11 +136,9 @@ def run_load(
     ``cut``, so that the kit keeps watching during the outage). ``publish``: the workers
     publish curves and figures for the dashboard (artifacts in ``folder/artifacts``).
     """
-    from kmlp.storage import open_storage
-
     rng = np.random.default_rng(seed)
+    observer: object = None
     environ = env_for(env)
-    observer = open_storage(observer_url or url, read_only=False, create=False)
     stages = len(trials)
     common = ["--study", study, "--storage", url, "--data", data]
     common += ["--artifacts", str(folder / "artifacts")] if publish else ["--no-publish"]
@@ -153,6 +151,7 @@ def run_load(
     procs: list[subprocess.Popen[str]] = []
     result = LoadResult(budgets=list(trials))
     try:
+        observer = _open_when_there(observer_url or url, launch, deadline)
         _wait(lambda: bool(_trials(observer, study)) or launch.poll() is not None, deadline)
         procs = [_kmlp(["worker", *common], environ, folder) for _ in range(extra)]
         victims = list(rng.permutation(len(procs))[: min(kills, len(procs))])
@@ -186,8 +185,9 @@ def run_load(
     result.seconds = time.monotonic() - started
     result.launch_code = launch.returncode
     result.worker_codes = [p.returncode for p in procs]
-    count_trials(_trials(observer, study), result)
-    observer.close()
+    if observer is not None:
+        count_trials(_trials(observer, study), result)
+        observer.close()  # type: ignore[attr-defined]
     return result
 
 
@@ -249,6 +249,19 @@ def _stop_lock_holder(
         p.send_signal(signal.SIGCONT)
         return after - before
     return None
+
+
+def _open_when_there(url: str, launch: subprocess.Popen[str], deadline: float) -> object:
+    """The storage at ``url`` once the launch has made it (the kit only reads it)."""
+    from kmlp.storage import StorageError, open_storage
+
+    while True:
+        try:
+            return open_storage(url, create=False)
+        except StorageError:
+            if time.monotonic() > deadline or launch.poll() is not None:
+                raise
+            time.sleep(0.2)
 
 
 def _wait(predicate: object, deadline: float) -> None:
