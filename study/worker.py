@@ -26,7 +26,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from kmlp.network import DEFAULT_BLAS_THREADS, Dataset, TrainConfig, blas_limit
-from kmlp.storage import HeartbeatSettings, open_storage, storage_lock
+from kmlp.storage import HeartbeatSettings, LockLost, open_storage, storage_lock
 from kmlp.storage.urls import redact
 from kmlp.study import plan, progress
 from kmlp.study.access import load
@@ -226,7 +226,28 @@ def _next_under_lock(
     created trial is appended to ``claimed`` at once (for the caller's interrupt handling).
     """
     closed: list[int] = []
-    with storage_lock(rdb, name=study.study_name):
+    while True:
+        try:
+            return _apply_under_lock(study, rdb, search, claimed, closed, out, prefix)
+        except LockLost as exc:  # paused past the lease: nothing written on stale reads
+            print(f"kmlp: warning: {prefix}{exc}; taking the lock again", file=sys.stderr)
+
+
+def _apply_under_lock(
+    study: optuna.Study,
+    rdb: optuna.storages.RDBStorage,
+    search: SearchConfig,
+    claimed: list[optuna.Trial],
+    closed: list[int],
+    out: TextIO,
+    prefix: str,
+) -> tuple[Any, list[int]]:
+    """One holding of the lock for ``_next_under_lock``; LockLost if its lease ran out.
+
+    ``lock.check()`` before each write; after creating a trial too (a holder paused
+    between the check and the creation): a trial created without the lock is failed.
+    """
+    with storage_lock(rdb, name=study.study_name) as lock:
         reap_stale_trials(study, rdb)
         while True:
             stages = stage_records(study.user_attrs.get("stages"))
@@ -234,17 +255,26 @@ def _next_under_lock(
             action = plan.next_action(stages=stages, trials=infos, search=search)
             if isinstance(action, plan.OpenStage):
                 stages = [*stages, dataclasses.replace(action.record, created_at=now())]
+                lock.check()
                 study.set_user_attr("stages", stages_attr(stages))
                 line = _stage_summary(study, stages, infos)
                 progress.stage_opened(line, out=out, prefix=prefix)
             elif isinstance(action, plan.CloseStage):
                 stages = [*stages[:-1], stages[-1].closed(best=action.best, at=now())]
+                lock.check()
                 study.set_user_attr("stages", stages_attr(stages))
                 closed.append(action.stage)
                 progress.stage_closed(_stage_summary(study, stages, infos), out=out, prefix=prefix)
             elif isinstance(action, plan.Claim):
                 record = stages[action.stage]
+                lock.check()
                 trial = _create_trial(study, rdb, action, record, search, infos, claimed)
+                try:
+                    lock.check()
+                except LockLost:
+                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                    claimed.remove(trial)
+                    raise
                 return (trial, record), closed
             else:
                 return action, closed

@@ -209,7 +209,8 @@ def count_trials(trials: list[optuna.trial.FrozenTrial], result: LoadResult) -> 
         result.trials_per_minute = 60 * len(finished) / max(1e-9, (end - start).total_seconds())
     by_number = {t.number: t for t in trials}
     for number in result.killed_trials:
-        reruns = [t for t in finished if t.system_attrs.get("failed_trial") == number]
+        # a rerun's retry_history lists every trial it reruns (a rerun of a rerun too)
+        reruns = [t for t in finished if number in t.system_attrs.get("retry_history", [])]
         result.killed_rerun.append(by_number[number].state == TrialState.FAIL and len(reruns) == 1)
 
 
