@@ -8,8 +8,13 @@ worker only does what must happen while the trial runs:
 - ``on_trial_end`` (inside the objective, trial RUNNING): uploads the CSV, a placeholder
   image and the note at once (Optuna attaches artifacts only to running trials), and
   queues the drawing of the curves, written over the placeholder later
-  (``publish.start_trial_curves``). The queue is bounded (``max_pending`` drawings): a
-  worker that outruns its drawing thread waits for it, so memory stays bounded.
+  (``publish.start_trial_curves``). The drawing (about 0.3 s of matplotlib CPU per trial,
+  as much as a tiny trial's training) runs in one helper process per worker at the lowest
+  CPU priority (``nice 19``): on a machine whose cores the workers keep busy it takes only
+  idle time (a thread would not do: it would share the worker's GIL and CPU share). The
+  queue is bounded (``max_pending`` drawings): a worker that outruns its drawing process
+  waits for it, so memory stays bounded. Where no helper process can be started the
+  thread draws itself.
 - ``on_trial_told``: asks for a refresh of the search figure, best curves and note.
   Requests coalesce: at most one is pending, and it runs at most every ``min_interval``
   seconds (each refresh draws the whole study, so refreshing after every one of many
@@ -27,9 +32,12 @@ from __future__ import annotations
 
 import atexit
 import collections
+import concurrent.futures
 import functools
 import logging
+import multiprocessing
 import multiprocessing.util
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +45,8 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from kmlp.dashboards.publish import Hooks, make_hooks, start_trial_curves
+from kmlp.dashboards.curves import draw_curves_png
+from kmlp.dashboards.publish import CurvesJob, Hooks, make_hooks, start_trial_curves
 from kmlp.storage.urls import redact
 
 if TYPE_CHECKING:
@@ -57,7 +66,7 @@ class BackgroundHooks:
         *,
         storage_url: str | None = None,
         min_interval: float = 5.0,
-        max_pending: int = 4,
+        max_pending: int = 32,
     ) -> None:
         self._store = artifact_store
         self._inline: Hooks = make_hooks(artifact_store, storage_url=storage_url)
@@ -70,6 +79,8 @@ class BackgroundHooks:
         self._busy = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._pool: concurrent.futures.Executor | None = None
+        self._pool_failed = False
 
     # --- the hooks ----------------------------------------------------------------
 
@@ -77,19 +88,45 @@ class BackgroundHooks:
         if self._store is None:
             return
         try:
-            _, _, render = start_trial_curves(trial, result, artifact_store=self._store)
+            job = start_trial_curves(trial, result, artifact_store=self._store)
         except Exception as exc:  # a full disk or flaky S3 must not lose a trained trial
             _log.warning(
                 "kmlp: could not upload curves of trial %d: %s", trial.number, redact(str(exc))
             )
             return
+        store = self._store
+        drawn = self._draw(job)
+
+        def finish() -> None:
+            png = drawn.result() if drawn is not None else draw_curves_png(job.columns, job.title)
+            job.finish(png, artifact_store=store)
+
         what = f"could not draw the curves of trial {trial.number}"
         with self._cond:
             self._start()
             while len(self._jobs) >= self._max_pending:
                 self._cond.wait()
-            self._jobs.append((what, render))
+            self._jobs.append((what, finish))
             self._cond.notify_all()
+
+    def _draw(self, job: CurvesJob) -> concurrent.futures.Future[bytes] | None:
+        """Submit the drawing to the low-priority process (None: draw in the thread)."""
+        if self._pool is None and not self._pool_failed:
+            try:
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_lowest_priority,
+                )
+            except Exception:  # e.g. a daemonic process may not start children
+                self._pool_failed = True
+        if self._pool is None:
+            return None
+        try:
+            return self._pool.submit(draw_curves_png, job.columns, job.title)
+        except Exception:  # the pool broke (its process killed) or shuts down
+            self._pool, self._pool_failed = None, True
+            return None
 
     def on_trial_told(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         with self._cond:
@@ -122,14 +159,21 @@ class BackgroundHooks:
             finally:
                 self._flushes -= 1
 
+    def close(self) -> None:
+        """Flush, then stop the drawing process (at process exit)."""
+        self.flush()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def _start(self) -> None:
         """Start the thread on first use (lock held)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="kmlp-publish", daemon=True)
             self._thread.start()
-            atexit.register(self.flush)
+            atexit.register(self.close)
             # multiprocessing's forked children skip atexit; its finalizers run in both.
-            multiprocessing.util.Finalize(self, self.flush, exitpriority=10)
+            multiprocessing.util.Finalize(self, self.close, exitpriority=10)
 
     def _next(self) -> tuple[str, Callable[[], None]]:
         """Wait for the next piece of work (lock held); returns (what failed, work)."""
@@ -163,3 +207,8 @@ class BackgroundHooks:
                     if what.startswith("could not update"):
                         self._last_refresh = time.monotonic()
                     self._cond.notify_all()
+
+
+def _lowest_priority() -> None:
+    """Initializer of the drawing process: run only on CPU the workers leave idle."""
+    os.nice(19)

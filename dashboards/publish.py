@@ -18,6 +18,7 @@ picklable :class:`dashboards.hooks.Publisher`) into it.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import struct
@@ -30,7 +31,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import optuna
 from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
-from kmlp.dashboards.curves import curves_plotly, read_curves_csv, write_curves_csv
+from kmlp.dashboards.curves import (
+    curves_plotly,
+    draw_curves_png,
+    read_curves_csv,
+    write_curves_csv,
+)
 from kmlp.dashboards.search_plot import search_matplotlib, search_plotly
 from kmlp.dashboards.summary import is_kmlp_note, summary_markdown, trial_note_markdown
 from kmlp.storage.urls import redact
@@ -66,32 +72,45 @@ def publish_trial_curves(
     Also writes the trial's note: the curves image at full width (the artifact list only shows
     a thumbnail) and the final numbers.
     """
-    png_id, csv_id, render = start_trial_curves(trial, result, artifact_store=artifact_store)
-    render()
-    return png_id, csv_id
+    job = start_trial_curves(trial, result, artifact_store=artifact_store)
+    job.finish(draw_curves_png(job.columns, job.title), artifact_store=artifact_store)
+    return job.png_id, job.csv_id
+
+
+class CurvesJob(NamedTuple):
+    """A trial's curves uploaded but for the drawing: ``finish(draw_curves_png(...))``."""
+
+    png_id: str
+    csv_id: str
+    columns: dict[str, list[float]]
+    title: str
+
+    def finish(self, png: bytes, *, artifact_store: ArtifactStore) -> None:
+        """Write the drawn image over the placeholder (same artifact id)."""
+        artifact_store.write(self.png_id, io.BytesIO(png))
 
 
 def start_trial_curves(
     trial: optuna.Trial, result: TrainResult, *, artifact_store: ArtifactStore
-) -> tuple[str, str, Callable[[], None]]:
-    """The part of ``publish_trial_curves`` that needs the trial RUNNING, and the rest.
+) -> CurvesJob:
+    """The part of ``publish_trial_curves`` that needs the trial RUNNING.
 
     Uploads the CSV, a placeholder PNG (1x1 pixel) under the curves image's name, and the
-    note; returns (png id, csv id, ``render``): ``render()`` draws the curves and writes them
-    over the placeholder (``artifact_store.write`` of the same artifact id), which works
-    after the trial is told, so a background thread can do it (``dashboards.background``).
-    Optuna attaches artifacts only to running trials; the drawing (about 1 s of matplotlib)
-    is what costs.
+    note; returns the job whose ``finish`` writes the drawn curves over the placeholder
+    (``artifact_store.write`` of the same artifact id), which works after the trial is
+    told, so the drawing (about 0.3 s of matplotlib CPU) can wait
+    (``dashboards.background``). Optuna attaches artifacts only to running trials.
     """
     from optuna_dashboard import save_note
 
     from kmlp.network import curve_data
 
     png_name, csv_name = curves_filenames(trial.number)
+    columns = curve_data(result.history)
     with tempfile.TemporaryDirectory(prefix="kmlp-curves-") as tmp:
         png, csv = Path(tmp) / png_name, Path(tmp) / csv_name
         png.write_bytes(PLACEHOLDER_PNG)
-        write_curves_csv(curve_data(result.history), csv)
+        write_curves_csv(columns, csv)
         png_id, csv_id = (
             upload_artifact(artifact_store=artifact_store, file_path=str(p), study_or_trial=trial)
             for p in (png, csv)
@@ -100,17 +119,7 @@ def start_trial_curves(
     stage = trial.user_attrs.get("stage")
     save_note(trial, trial_note_markdown(result, image_url=image, csv_name=csv_name, stage=stage))
     title = f"trial {trial.number}: λ = {result.config.lam:.4g}"
-
-    def render() -> None:
-        from kmlp.network import plot_curves
-
-        with tempfile.TemporaryDirectory(prefix="kmlp-curves-") as tmp:
-            drawn = Path(tmp) / png_name
-            plot_curves(result.history, drawn, title=title)
-            with drawn.open("rb") as fh:
-                artifact_store.write(png_id, fh)
-
-    return png_id, csv_id, render
+    return CurvesJob(png_id, csv_id, columns, title)
 
 
 def _png_1x1() -> bytes:
