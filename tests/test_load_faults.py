@@ -48,11 +48,12 @@ def assert_clean(result: LoadResult, *, exits: bool = True) -> None:
 
 
 def test_sigkilled_worker_on_sqlite(tmp_path):
-    """2 + 2 workers on one SQLite file, one ``kmlp worker`` SIGKILLed mid-trial."""
+    """The kit's short CI run: 2 + 2 workers on one SQLite file, one ``kmlp worker``
+    SIGKILLed mid-trial (its trial failed by another worker's reaper and rerun)."""
     assert DATA
     result = run_load(
         url=f"sqlite:///{tmp_path / 'k.db'}", study="s", data=DATA, folder=tmp_path,
-        trials=(8, 4), launch_workers=2, extra=2, kills=1,
+        trials=(6, 3), launch_workers=2, extra=2, kills=1,
     )  # fmt: skip
     assert_clean(result)
     assert result.killed_trials and all(result.killed_rerun), result.line()
