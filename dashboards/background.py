@@ -55,6 +55,9 @@ if TYPE_CHECKING:
     from kmlp.network import TrainResult
 
 _log = logging.getLogger(__name__)
+# Seconds to wait for one drawing of the helper process (it runs at the lowest priority,
+# so on a saturated machine it may wait for idle time; it normally takes 0.3 s of CPU).
+DRAW_TIMEOUT_S = 300.0
 
 
 class BackgroundHooks:
@@ -98,7 +101,10 @@ class BackgroundHooks:
         drawn = self._draw(job)
 
         def finish() -> None:
-            png = drawn.result() if drawn is not None else draw_curves_png(job.columns, job.title)
+            if drawn is None:
+                png = draw_curves_png(job.columns, job.title)
+            else:  # a drawing process that stopped answering costs a warning, not a hang
+                png = drawn.result(timeout=DRAW_TIMEOUT_S)
             job.finish(png, artifact_store=store)
 
         what = f"could not draw the curves of trial {trial.number}"
@@ -172,8 +178,10 @@ class BackgroundHooks:
             self._thread = threading.Thread(target=self._run, name="kmlp-publish", daemon=True)
             self._thread.start()
             atexit.register(self.close)
-            # multiprocessing's forked children skip atexit; its finalizers run in both.
-            multiprocessing.util.Finalize(self, self.close, exitpriority=10)
+            # multiprocessing's children run its finalizers (forked ones skip atexit). Ours
+            # must run before those of the drawing pool's queues (priority 10), which stop
+            # their feeder threads: drawings still queued would never be sent.
+            multiprocessing.util.Finalize(self, self.close, exitpriority=100)
 
     def _next(self) -> tuple[str, Callable[[], None]]:
         """Wait for the next piece of work (lock held); returns (what failed, work)."""
