@@ -18,7 +18,8 @@ worker only does what must happen while the trial runs:
 - ``on_trial_told``: asks for a refresh of the search figure, best curves and note.
   Requests coalesce: at most one is pending, and it runs at most every ``min_interval``
   seconds (each refresh draws the whole study, so refreshing after every one of many
-  tiny trials is work nobody sees).
+  tiny trials is work nobody sees). Given ``refresh_elsewhere``, the drawing process
+  does it, through a storage connection of its own (a worker's second, at most).
 - ``on_stage_end`` (rare): waits for everything queued, then refreshes with a snapshot,
   inline, so that what a stage end leaves is complete when it returns.
 - ``flush()``: waits for everything queued, pending refresh included. Run at process
@@ -70,10 +71,14 @@ class BackgroundHooks:
         storage_url: str | None = None,
         min_interval: float = 5.0,
         max_pending: int = 32,
+        refresh_elsewhere: Callable[[str], None] | None = None,
     ) -> None:
         self._store = artifact_store
         self._inline: Hooks = make_hooks(artifact_store, storage_url=storage_url)
         self._min_interval = min_interval
+        # picklable ``f(study_name)`` that refreshes from its own storage connection: run
+        # in the drawing process, off this process's CPU share too
+        self._refresh_elsewhere = refresh_elsewhere
         self._max_pending = max_pending
         self._jobs: collections.deque[tuple[str, Callable[[], None]]] = collections.deque()
         self._refresh: optuna.Study | None = None  # the study to refresh, if asked
@@ -117,6 +122,16 @@ class BackgroundHooks:
 
     def _draw(self, job: CurvesJob) -> concurrent.futures.Future[bytes] | None:
         """Submit the drawing to the low-priority process (None: draw in the thread)."""
+        self._ensure_pool()
+        if self._pool is None:
+            return None
+        try:
+            return self._pool.submit(draw_curves_png, job.columns, job.title)
+        except Exception:  # the pool broke (its process killed) or shuts down
+            self._pool, self._pool_failed = None, True
+            return None
+
+    def _ensure_pool(self) -> None:
         if self._pool is None and not self._pool_failed:
             try:
                 self._pool = concurrent.futures.ProcessPoolExecutor(
@@ -126,13 +141,6 @@ class BackgroundHooks:
                 )
             except Exception:  # e.g. a daemonic process may not start children
                 self._pool_failed = True
-        if self._pool is None:
-            return None
-        try:
-            return self._pool.submit(draw_curves_png, job.columns, job.title)
-        except Exception:  # the pool broke (its process killed) or shuts down
-            self._pool, self._pool_failed = None, True
-            return None
 
     def on_trial_told(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         with self._cond:
@@ -194,10 +202,21 @@ class BackgroundHooks:
                 if due <= 0 or self._flushes:
                     self._refresh = None
                     what = f"could not update the search figure of {study.study_name}"
-                    return what, functools.partial(self._inline.on_trial_told, study, None)
+                    return what, functools.partial(self._refresh_now, study)
                 self._cond.wait(timeout=due)
             else:
                 self._cond.wait()
+
+    def _refresh_now(self, study: optuna.Study) -> None:
+        """Refresh in the drawing process if there is one, else in this thread."""
+        if self._refresh_elsewhere is not None and not self._pool_failed:
+            with self._cond:
+                self._ensure_pool()
+                pool = self._pool
+            if pool is not None:
+                pool.submit(self._refresh_elsewhere, study.study_name).result(DRAW_TIMEOUT_S)
+                return
+        self._inline.on_trial_told(study, None)  # type: ignore[arg-type]  (unused)
 
     def _run(self) -> None:
         while True:

@@ -88,7 +88,31 @@ def publisher_for(storage_url: str, artifacts: str | None = None) -> Publisher:
 @functools.cache
 def _background(storage_url: str, location: str) -> BackgroundHooks:
     """This process's publishing thread for a storage and artifact location."""
-    return BackgroundHooks(_store(storage_url, location), storage_url=storage_url)
+    return BackgroundHooks(
+        _store(storage_url, location),
+        storage_url=storage_url,
+        refresh_elsewhere=functools.partial(refresh_search, storage_url, location),
+    )
+
+
+def refresh_search(storage_url: str, location: str, study_name: str) -> None:
+    """Refresh a study's search figure, best curves and note (no snapshot), from this
+    process's own storage connection: what a worker's drawing process runs."""
+    from kmlp.dashboards.publish import make_hooks
+    from kmlp.study.access import load
+
+    study = load(study_name, storage=_storage(storage_url))
+    make_hooks(_store(storage_url, location), storage_url=storage_url).on_trial_told(
+        study,
+        None,  # type: ignore[arg-type]  (not used by the refresh)
+    )
+
+
+@functools.cache
+def _storage(storage_url: str) -> optuna.storages.BaseStorage:
+    from kmlp.storage import open_storage
+
+    return open_storage(storage_url, create=False)
 
 
 @functools.cache
