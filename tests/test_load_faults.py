@@ -47,13 +47,14 @@ def assert_clean(result: LoadResult, *, exits: bool = True) -> None:
         assert result.launch_code == 0, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_on_sqlite(tmp_path):
-    """The kit's short CI run: 2 + 2 workers on one SQLite file, one ``kmlp worker``
+    """The kit's short CI run: 1 + 2 workers on one SQLite file, one ``kmlp worker``
     SIGKILLed mid-trial (its trial failed by another worker's reaper and rerun)."""
     assert DATA
     result = run_load(
         url=f"sqlite:///{tmp_path / 'k.db'}", study="s", data=DATA, folder=tmp_path,
-        trials=(6, 3), launch_workers=2, extra=2, kills=1,
+        trials=(8, 4), launch_workers=1, extra=2, kills=1,
     )  # fmt: skip
     assert_clean(result)
     assert result.killed_trials and all(result.killed_rerun), result.line()
