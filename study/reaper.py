@@ -73,11 +73,13 @@ class Reaper:
                 max_retry=settings.max_retry
             )
 
-    def reap(self, study: optuna.Study, *, rerun: bool = True) -> list[int]:
+    def reap(self, study: optuna.Study, *, rerun: bool = True, dry_run: bool = False) -> list[int]:
         """Fail the stale RUNNING trials of ``study``; returns their numbers.
 
         Call it under the study's storage lock (so that the rerun it queues is counted
         by the same lock holder's plan). ``rerun``: queue WAITING copies (False: only fail).
+        ``dry_run``: only watch and return the stale trials' numbers (no lock needed): a
+        waiting worker looks without the lock and takes it when there is work.
         """
         if self._study_id is None:
             self._study_id = self._storage.get_study_id_from_name(self._study_name)
@@ -96,6 +98,8 @@ class Reaper:
                 t._trial_id, _value(t.system_attrs.get(ALIVE_KEY)), started=started, ended=ended
             )
         ]
+        if dry_run:
+            return [t.number for t in stale]
         failed = []
         for trial in stale:
             try:
@@ -143,8 +147,10 @@ def reap_stale_trials(
     *,
     settings: HeartbeatSettings | None = None,
     rerun: bool = True,
+    dry_run: bool = False,
 ) -> list[int]:
     """Fail (and queue reruns of) ``study``'s stale trials; call under its storage lock.
+    ``dry_run``: only say which are stale (see ``Reaper.reap``).
 
     ``storage`` is the study's storage. ``settings``: default the ones ``storage`` was
     opened with (``ResilientStorage.heartbeat``), else ``HeartbeatSettings.from_env()``.
@@ -155,4 +161,4 @@ def reap_stale_trials(
     reaper = reapers.get(study.study_name)
     if reaper is None or reaper.settings != settings:
         reaper = reapers[study.study_name] = Reaper(storage, study.study_name, settings)
-    return reaper.reap(study, rerun=rerun)
+    return reaper.reap(study, rerun=rerun, dry_run=dry_run)

@@ -159,6 +159,9 @@ def _work(
     try:
         while max_trials is None or ran < max_trials:
             claimed.clear()
+            if waiting and _still_waiting(study, rdb, search):
+                time.sleep(poll)  # nothing to write: do not queue for the lock
+                continue
             action, closed = _next_under_lock(
                 study, rdb, search, claimed=claimed, out=out, prefix=prefix
             )
@@ -209,6 +212,17 @@ def _work(
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
     return stats
+
+
+def _still_waiting(study: optuna.Study, rdb: optuna.storages.RDBStorage, search: Any) -> bool:
+    """True if, read without the lock, the plan still says Wait and no trial is stale.
+
+    Waiting workers poll; taking the lock for each poll queues every one of them behind
+    the others (tens of workers: the worker with work waits seconds for its turn).
+    """
+    stages = stage_records(study.user_attrs.get("stages"))
+    action = plan.next_action(stages=stages, trials=trial_infos(study), search=search)
+    return isinstance(action, plan.Wait) and not reap_stale_trials(study, rdb, dry_run=True)
 
 
 def _next_under_lock(

@@ -54,7 +54,7 @@ def test_sigkilled_worker_on_sqlite(tmp_path):
     assert DATA
     result = run_load(
         url=f"sqlite:///{tmp_path / 'k.db'}", study="s", data=DATA, folder=tmp_path,
-        trials=(8, 4), launch_workers=1, extra=2, kills=1,
+        trials=(14, 4), launch_workers=1, extra=2, kills=1,
     )  # fmt: skip
     assert_clean(result)
     assert result.killed_trials and all(result.killed_rerun), result.line()
@@ -85,7 +85,7 @@ def test_8_workers_through_the_proxy_on_postgres_two_killed(tmp_path, pg_study):
     with storage_proxy(PG_URL) as url:
         result = run_load(
             url=url, observer_url=PG_URL, study=pg_study, data=DATA, folder=tmp_path,
-            trials=(12, 6), launch_workers=2, extra=6, kills=2, seed=1,
+            trials=(20, 8), launch_workers=2, extra=6, kills=2, seed=1,
         )  # fmt: skip
     assert_clean(result)
     assert len(result.killed_trials) == 2 and all(result.killed_rerun), result.line()
