@@ -77,3 +77,18 @@ def curves_plotly(columns: Columns, *, title: str) -> go.Figure:
         legend={"orientation": "h", "yanchor": "top", "y": -0.25},
     )
     return fig
+
+
+def draw_curves_png(columns: Mapping[str, Sequence[float]], title: str) -> bytes:
+    """The PNG bytes of a trial's three curve panels (``network.plot_curves``).
+
+    A module-level function of plain data, so that a drawing process can run it.
+    """
+    import tempfile
+
+    from kmlp.network import plot_curves
+
+    with tempfile.TemporaryDirectory(prefix="kmlp-curves-") as tmp:
+        path = Path(tmp) / "curves.png"
+        plot_curves({k: list(v) for k, v in columns.items()}, path, title=title)
+        return path.read_bytes()

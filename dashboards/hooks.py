@@ -8,6 +8,9 @@
   PNG snapshot of the search figure.
 
 Neither raises (see :func:`dashboards.publish.make_hooks`, which wraps a store already open).
+The work runs off the worker's critical path, in one background thread per process
+(:class:`dashboards.background.BackgroundHooks`: drawings queued, figure refreshes
+coalesced, all flushed at a stage end and at process exit; ``Publisher.flush()`` waits).
 :class:`Publisher` holds only strings, so its bound methods pickle into worker processes
 (spawn or fork) and open the artifact store once per process.
 """
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING
 import optuna
 
 from kmlp.dashboards.artifacts import artifact_store_for, artifacts_location
-from kmlp.dashboards.publish import Hooks, make_hooks
+from kmlp.dashboards.background import BackgroundHooks
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -54,6 +57,10 @@ class Publisher:
         """Refresh the study's figures and note, with a snapshot (see :func:`make_hooks`)."""
         self._hooks().on_stage_end(study)
 
+    def flush(self) -> None:
+        """Wait until this process's queued publishing is done."""
+        _background(self.storage_url, self.artifacts).flush()
+
     def hooks(self) -> dict[str, object]:
         """Keyword arguments of ``launch`` / ``run_worker``: the three bound hooks."""
         return {
@@ -62,8 +69,8 @@ class Publisher:
             "on_stage_end": self.on_stage_end,
         }
 
-    def _hooks(self) -> Hooks:
-        return make_hooks(_store(self.storage_url, self.artifacts), storage_url=self.storage_url)
+    def _hooks(self) -> BackgroundHooks:
+        return _background(self.storage_url, self.artifacts)
 
 
 def publisher_for(storage_url: str, artifacts: str | None = None) -> Publisher:
@@ -76,6 +83,36 @@ def publisher_for(storage_url: str, artifacts: str | None = None) -> Publisher:
     location = artifacts_location(storage_url, artifacts)
     _store(storage_url, location)
     return Publisher(storage_url=storage_url, artifacts=location)
+
+
+@functools.cache
+def _background(storage_url: str, location: str) -> BackgroundHooks:
+    """This process's publishing thread for a storage and artifact location."""
+    return BackgroundHooks(
+        _store(storage_url, location),
+        storage_url=storage_url,
+        refresh_elsewhere=functools.partial(refresh_search, storage_url, location),
+    )
+
+
+def refresh_search(storage_url: str, location: str, study_name: str) -> None:
+    """Refresh a study's search figure, best curves and note (no snapshot), from this
+    process's own storage connection: what a worker's drawing process runs."""
+    from kmlp.dashboards.publish import make_hooks
+    from kmlp.study.access import load
+
+    study = load(study_name, storage=_storage(storage_url))
+    make_hooks(_store(storage_url, location), storage_url=storage_url).on_trial_told(
+        study,
+        None,  # type: ignore[arg-type]  (not used by the refresh)
+    )
+
+
+@functools.cache
+def _storage(storage_url: str) -> optuna.storages.BaseStorage:
+    from kmlp.storage import open_storage
+
+    return open_storage(storage_url, create=False)
 
 
 @functools.cache

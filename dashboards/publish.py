@@ -18,9 +18,12 @@ picklable :class:`dashboards.hooks.Publisher`) into it.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import struct
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -28,7 +31,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import optuna
 from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
-from kmlp.dashboards.curves import curves_plotly, read_curves_csv, write_curves_csv
+from kmlp.dashboards.curves import (
+    curves_plotly,
+    draw_curves_png,
+    read_curves_csv,
+    write_curves_csv,
+)
 from kmlp.dashboards.search_plot import search_matplotlib, search_plotly
 from kmlp.dashboards.summary import is_kmlp_note, summary_markdown, trial_note_markdown
 from kmlp.storage.urls import redact
@@ -64,16 +72,45 @@ def publish_trial_curves(
     Also writes the trial's note: the curves image at full width (the artifact list only shows
     a thumbnail) and the final numbers.
     """
+    job = start_trial_curves(trial, result, artifact_store=artifact_store)
+    job.finish(draw_curves_png(job.columns, job.title), artifact_store=artifact_store)
+    return job.png_id, job.csv_id
+
+
+class CurvesJob(NamedTuple):
+    """A trial's curves uploaded but for the drawing: ``finish(draw_curves_png(...))``."""
+
+    png_id: str
+    csv_id: str
+    columns: dict[str, list[float]]
+    title: str
+
+    def finish(self, png: bytes, *, artifact_store: ArtifactStore) -> None:
+        """Write the drawn image over the placeholder (same artifact id)."""
+        artifact_store.write(self.png_id, io.BytesIO(png))
+
+
+def start_trial_curves(
+    trial: optuna.Trial, result: TrainResult, *, artifact_store: ArtifactStore
+) -> CurvesJob:
+    """The part of ``publish_trial_curves`` that needs the trial RUNNING.
+
+    Uploads the CSV, a placeholder PNG (1x1 pixel) under the curves image's name, and the
+    note; returns the job whose ``finish`` writes the drawn curves over the placeholder
+    (``artifact_store.write`` of the same artifact id), which works after the trial is
+    told, so the drawing (about 0.3 s of matplotlib CPU) can wait
+    (``dashboards.background``). Optuna attaches artifacts only to running trials.
+    """
     from optuna_dashboard import save_note
 
-    from kmlp.network import curve_data, plot_curves
+    from kmlp.network import curve_data
 
     png_name, csv_name = curves_filenames(trial.number)
-    lam = result.config.lam
+    columns = curve_data(result.history)
     with tempfile.TemporaryDirectory(prefix="kmlp-curves-") as tmp:
         png, csv = Path(tmp) / png_name, Path(tmp) / csv_name
-        plot_curves(result.history, png, title=f"trial {trial.number}: λ = {lam:.4g}")
-        write_curves_csv(curve_data(result.history), csv)
+        png.write_bytes(PLACEHOLDER_PNG)
+        write_curves_csv(columns, csv)
         png_id, csv_id = (
             upload_artifact(artifact_store=artifact_store, file_path=str(p), study_or_trial=trial)
             for p in (png, csv)
@@ -81,7 +118,25 @@ def publish_trial_curves(
     image = f"/artifacts/{trial.study._study_id}/{trial._trial_id}/{png_id}"
     stage = trial.user_attrs.get("stage")
     save_note(trial, trial_note_markdown(result, image_url=image, csv_name=csv_name, stage=stage))
-    return png_id, csv_id
+    title = f"trial {trial.number}: λ = {result.config.lam:.4g}"
+    return CurvesJob(png_id, csv_id, columns, title)
+
+
+def _png_1x1() -> bytes:
+    """A valid 1x1 grey PNG: the placeholder until the curves are drawn."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)  # 1x1, 8-bit greyscale
+    pixels = zlib.compress(b"\x00\xc0")  # filter byte, one grey pixel
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+PLACEHOLDER_PNG = _png_1x1()
 
 
 def publish_search(

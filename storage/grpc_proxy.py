@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import optuna
 
 from kmlp.storage.errors import StorageError
+from kmlp.storage.heartbeat import HeartbeatSettings
 from kmlp.storage.resilient import ResilientStorage
 from kmlp.storage.retry import RetrySettings
 from kmlp.storage.schema import quiet_experimental
@@ -60,7 +61,11 @@ def grpc_address(url: str) -> tuple[str, int]:
 
 
 def open_grpc(
-    url: str, *, read_only: bool = False, retry: RetrySettings | None = None
+    url: str,
+    *,
+    read_only: bool = False,
+    retry: RetrySettings | None = None,
+    heartbeat: HeartbeatSettings | None = None,
 ) -> ResilientStorage:
     """A client of the ``kmlp storage-proxy`` at ``url``; StorageError if none answers."""
     host, port = grpc_address(url)
@@ -82,7 +87,11 @@ def open_grpc(
             f"start one with: kmlp storage-proxy --storage DATABASE_URL --port {port}"
         ) from None
     return ResilientStorage(
-        proxy, url=f"{SCHEME}://{host}:{port}", settings=retry, read_only=read_only
+        proxy,
+        url=f"{SCHEME}://{host}:{port}",
+        settings=retry,
+        read_only=read_only,
+        heartbeat=heartbeat,
     )
 
 

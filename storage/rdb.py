@@ -88,7 +88,7 @@ def open_storage(
     """
     url = resolve_url(url)
     if is_grpc_url(url):
-        return open_grpc(url, read_only=read_only, retry=retry)
+        return open_grpc(url, read_only=read_only, retry=retry, heartbeat=heartbeat)
     return open_database(
         url,
         heartbeat=heartbeat,
@@ -159,7 +159,13 @@ def open_database(
     # one; kmlp's wrapper is not an RDBStorage, so it asks for that cache itself.
     cached = optuna.storages.get_storage(rdb)
     return ResilientStorage(
-        cached, url=rdb.url, rdb=rdb, settings=retry, read_only=read_only, keep_tokens=keep_tokens
+        cached,
+        url=rdb.url,
+        rdb=rdb,
+        settings=retry,
+        read_only=read_only,
+        keep_tokens=keep_tokens,
+        heartbeat=heartbeat,
     )
 
 

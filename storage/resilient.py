@@ -59,6 +59,7 @@ from optuna.study._frozen import FrozenStudy  # get_all_studies' return type, no
 from optuna.trial import FrozenTrial, TrialState
 
 from kmlp.storage.errors import StorageError
+from kmlp.storage.heartbeat import HeartbeatSettings
 from kmlp.storage.locks import is_internal_study, lock_study_name
 from kmlp.storage.retry import Retrier, RetrySettings
 from kmlp.storage.urls import display_url
@@ -74,6 +75,8 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
         url: the storage URL it was opened with (``display_url`` it before printing).
         rdb: the ``optuna.storages.RDBStorage`` underneath, or None (gRPC proxy client).
         read_only: writes raise StorageError.
+        heartbeat: the HeartbeatSettings it was opened with (None: the defaults apply);
+            kmlp's stale-trial reaper (``study.reaper``) reads them.
     """
 
     def __init__(
@@ -85,9 +88,11 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
         settings: RetrySettings | None = None,
         read_only: bool = False,
         keep_tokens: bool = False,
+        heartbeat: HeartbeatSettings | None = None,
         err: TextIO | None = None,
     ) -> None:
         self._inner = inner
+        self.heartbeat = heartbeat  # the trial liveness settings it was opened with
         self.url = url
         self.rdb = rdb
         self.read_only = read_only

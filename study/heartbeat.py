@@ -1,7 +1,9 @@
-"""A thread that records running trials' heartbeats, as Study.optimize does.
+"""A thread that proves a worker's running trials alive, through any storage.
 
 kmlp runs trials with ask/tell (to create them under its lock), so it beats itself. One
-thread beats every trial a worker holds (one, or a lockstep group of several).
+thread beats every trial a worker holds (one, or a lockstep group of several): every
+``interval`` seconds it counts up each trial's liveness attribute (``study.reaper``:
+``kmlp:alive``), which the stale-trial reaper of any other worker watches.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Iterable
 from types import TracebackType
 
 import optuna
+
+from kmlp.study.reaper import mark_alive
 
 
 class Heartbeat:
@@ -28,6 +32,7 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._interval = interval
         self._stop = threading.Event()
+        self._count = 0
         name = "heartbeat-" + ",".join(str(i) for i in self._ids[:4])
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -41,10 +46,11 @@ class Heartbeat:
         while not self._stop.wait(self._interval):
             with self._lock:
                 ids = list(self._ids)
+            self._count += 1
             for trial_id in ids:
                 try:
-                    self._storage.record_heartbeat(trial_id)
-                except Exception:  # a missed beat is retried next interval
+                    mark_alive(self._storage, trial_id, self._count)
+                except Exception:  # told meanwhile, or storage gone: next interval
                     continue
 
     def __enter__(self) -> Heartbeat:

@@ -2,10 +2,10 @@
 
 Any number of workers, in processes on any machines sharing the storage, run this loop
 on one study. Under the lock (``storage.storage_lock``) a worker fails stale trials
-(dead workers' trials; Optuna re-queues a WAITING copy), reads the stage records and
+(dead workers' trials, ``study.reaper``; a WAITING copy is queued), reads the stage records and
 trials, and applies ``plan.next_action``: it writes a new stage's record, closes a
 finished stage, or creates its next trial, with its ``stage`` attribute, its
-``log10_lambda`` and a first heartbeat, before releasing the lock. So the count it
+``log10_lambda`` and its first liveness mark, before releasing the lock. So the count it
 checked is still true when the trial exists: budgets are exact.
 
 With ``lockstep=K`` a worker claims up to K trials of the current stage in one hold of
@@ -34,7 +34,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from kmlp.network import DEFAULT_BLAS_THREADS, Dataset, TrainConfig, blas_limit
-from kmlp.storage import HeartbeatSettings, open_storage, storage_lock
+from kmlp.storage import HeartbeatSettings, LockLost, open_storage, storage_lock
 from kmlp.storage.urls import redact
 from kmlp.study import plan, progress
 from kmlp.study.access import load
@@ -46,6 +46,7 @@ from kmlp.study.heartbeat import Heartbeat
 from kmlp.study.interrupts import deferred_interrupts
 from kmlp.study.objective import Outcome, TrialHook, run_trial
 from kmlp.study.pruning import StageMedianPruner
+from kmlp.study.reaper import mark_alive, reap_stale_trials
 from kmlp.study.record import (
     PARAM,
     StageRecord,
@@ -188,6 +189,9 @@ def _work(
         while max_trials is None or ran < max_trials:
             claimed.clear()
             k = lockstep if max_trials is None else min(lockstep, max_trials - ran)
+            if waiting and _still_waiting(study, rdb, search):
+                time.sleep(poll)  # nothing to write: do not queue for the lock
+                continue
             action, closed = _next_under_lock(
                 study, rdb, search, claimed=claimed, out=out, prefix=prefix, lockstep=k
             )
@@ -267,6 +271,17 @@ def _work(
     return stats
 
 
+def _still_waiting(study: optuna.Study, rdb: optuna.storages.RDBStorage, search: Any) -> bool:
+    """True if, read without the lock, the plan still says Wait and no trial is stale.
+
+    Waiting workers poll; taking the lock for each poll queues every one of them behind
+    the others (tens of workers: the worker with work waits seconds for its turn).
+    """
+    stages = stage_records(study.user_attrs.get("stages"))
+    action = plan.next_action(stages=stages, trials=trial_infos(study), search=search)
+    return isinstance(action, plan.Wait) and not reap_stale_trials(study, rdb, dry_run=True)
+
+
 def _next_under_lock(
     study: optuna.Study,
     rdb: optuna.storages.RDBStorage,
@@ -285,33 +300,67 @@ def _next_under_lock(
     caller's interrupt handling).
     """
     closed: list[int] = []
-    with storage_lock(rdb, name=study.study_name):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+    while True:
+        try:
+            return _apply_under_lock(study, rdb, search, claimed, closed, out, prefix, lockstep)
+        except LockLost as exc:  # paused past the lease: nothing written on stale reads
+            print(f"kmlp: warning: {prefix}{exc}; taking the lock again", file=sys.stderr)
+
+
+def _apply_under_lock(
+    study: optuna.Study,
+    rdb: optuna.storages.RDBStorage,
+    search: SearchConfig,
+    claimed: list[optuna.Trial],
+    closed: list[int],
+    out: TextIO,
+    prefix: str,
+    lockstep: int,
+) -> tuple[Any, list[int]]:
+    """One holding of the lock for ``_next_under_lock``; LockLost if its lease ran out.
+
+    ``lock.check()`` before each write; after creating a trial too (a holder paused
+    between the check and the creation): a trial created without the lock is failed.
+    """
+    with storage_lock(rdb, name=study.study_name) as lock:
+        reap_stale_trials(study, rdb)
         while True:
             stages = stage_records(study.user_attrs.get("stages"))
             infos = trial_infos(study)
             action = plan.next_action(stages=stages, trials=infos, search=search)
             if isinstance(action, plan.OpenStage):
                 stages = [*stages, dataclasses.replace(action.record, created_at=now())]
+                lock.check()
                 study.set_user_attr("stages", stages_attr(stages))
                 line = _stage_summary(study, stages, infos)
                 progress.stage_opened(line, out=out, prefix=prefix)
             elif isinstance(action, plan.CloseStage):
                 stages = [*stages[:-1], stages[-1].closed(best=action.best, at=now())]
+                lock.check()
                 study.set_user_attr("stages", stages_attr(stages))
                 closed.append(action.stage)
                 progress.stage_closed(_stage_summary(study, stages, infos), out=out, prefix=prefix)
             elif isinstance(action, plan.Claim):
                 record = stages[action.stage]
-                group = [_create_trial(study, rdb, action, record, search, infos, claimed)]
-                while len(group) < lockstep:
+                group: list[optuna.Trial] = []
+                while True:
+                    lock.check()
+                    trial = _create_trial(study, rdb, action, record, search, infos, claimed)
+                    try:
+                        lock.check()
+                    except LockLost:
+                        for t in [*group, trial]:
+                            study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
+                            claimed.remove(t)
+                        raise
+                    group.append(trial)
+                    if len(group) >= lockstep:
+                        break
                     infos = trial_infos(study)
                     more = plan.next_action(stages=stages, trials=infos, search=search)
                     if not (isinstance(more, plan.Claim) and more.stage == action.stage):
                         break
-                    group.append(_create_trial(study, rdb, more, record, search, infos, claimed))
+                    action = more
                 return (group, record), closed
             else:
                 return action, closed
@@ -341,7 +390,7 @@ def _create_trial(
             trial = study.ask()
             claimed.append(trial)
     try:
-        rdb.record_heartbeat(trial._trial_id)
+        mark_alive(rdb, trial._trial_id)
         if "stage" not in trial.user_attrs:
             trial.set_user_attr("stage", s)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")

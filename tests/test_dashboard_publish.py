@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import optuna
+import PIL.Image
 import pytest
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
 
@@ -26,6 +27,7 @@ from kmlp.dashboards.errors import DashboardError
 from kmlp.dashboards.hooks import publisher_for
 from kmlp.dashboards.publish import (
     CURVES_FIGURE_ID,
+    PLACEHOLDER_PNG,
     SEARCH_FIGURE_ID,
     make_hooks,
     publish_search,
@@ -67,7 +69,11 @@ def test_each_trial_has_curves_as_image_and_data(built: tuple[str, Path]) -> Non
         assert set(metas) == {png, csv}
         assert metas[png].mimetype == "image/png" and metas[csv].mimetype == "text/csv"
         with store.open_reader(metas[png].artifact_id) as fh:
-            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+            image_bytes = fh.read()
+        assert image_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+        # the drawn curves (15 x 4.2 in at 100 dpi), not the placeholder they replace
+        assert image_bytes != PLACEHOLDER_PNG
+        assert PIL.Image.open(io.BytesIO(image_bytes)).size == (1500, 420)
         with store.open_reader(metas[csv].artifact_id) as fh:
             columns = read_curves_csv(fh.read())
         # The data artifact holds what the intermediate values hold, and more columns.

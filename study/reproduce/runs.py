@@ -17,7 +17,6 @@ import signal
 import socket
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,6 +36,7 @@ from kmlp.network import (
 )
 from kmlp.storage import storage_lock
 from kmlp.study.heartbeat import Heartbeat
+from kmlp.study.reaper import mark_alive, reap_stale_trials
 from kmlp.study.reproduce.plan import RunSpec
 from kmlp.study.reproduce.record import PARAMS, RUN_KEY, ask_fixed, fail, run_params
 
@@ -137,9 +137,9 @@ def claim(
         "lockstep": members,
     }
     with storage_lock(rdb, name=study.study_name):
-        fail_stale(study)
+        fail_stale(study, rdb)
         trial = ask_fixed(study, params=params, distributions=PARAMS, user_attrs=attrs)
-        rdb.record_heartbeat(trial._trial_id)
+        mark_alive(rdb, trial._trial_id)
     return trial
 
 
@@ -148,11 +148,10 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def fail_stale(study: optuna.Study) -> list[int]:
-    """Fail RUNNING trials whose heartbeat stopped or whose process here is gone."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+def fail_stale(study: optuna.Study, rdb: optuna.storages.BaseStorage) -> list[int]:
+    """Fail RUNNING trials whose heartbeat stopped (``study.reaper``, through any storage)
+    or whose process here is gone; returns the numbers of the latter."""
+    reap_stale_trials(study, rdb)
     host = socket.gethostname()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

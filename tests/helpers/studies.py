@@ -108,7 +108,8 @@ def launch_published(
     Storage ``folder/kmlp.db`` unless ``storage_url``; artifacts in ``artifacts``, else the
     default (``folder/kmlp-artifacts`` for that SQLite file). The hooks are the CLI's
     (``Publisher``), pickled as a worker process receives them; ``after_told`` is called
-    after the publisher's ``on_trial_told`` (to observe it). Returns the storage URL.
+    after the publisher's ``on_trial_told`` and a ``flush()`` (to observe it). Returns the
+    storage URL.
     """
     from kmlp.dashboards.hooks import publisher_for
 
@@ -119,6 +120,7 @@ def launch_published(
 
         def told(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             publisher.on_trial_told(study, trial)
+            publisher.flush()  # the refresh runs in the background; observe its result
             after_told(study, trial)
 
         hooks["on_trial_told"] = told
