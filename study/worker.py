@@ -167,11 +167,11 @@ def _work(
     _check_data(data, attrs.get("data", {}), study_name)
     n_s = base_config.half_cycle(len(data.train.y))
     pruning = Pruning(
-        rule=search.pruner,
+        rule="halving" if search.pruner == "auto" else search.pruner,
         warmup_steps=round(search.prune_warmup_cycles * 2 * n_s),
         cycle_steps=2 * n_s,
     )
-    if search.pruner == "median":
+    if search.pruner in ("median", "auto"):
         study.pruner = StageMedianPruner(
             n_startup=search.prune_startup,
             warmup_steps=pruning.warmup_steps,
@@ -244,7 +244,7 @@ def _work(
                         trial=trial,
                         data=data,
                         base_config=base_config,
-                        prune=search.pruner == "median",
+                        prune=search.pruner in ("median", "auto"),
                         on_trial_end=on_trial_end,
                         blas_threads=blas_threads,
                     )

@@ -403,7 +403,7 @@ def test_launch_flags_parse_into_a_search_config():
     custom = parse("--coarse", "-4", "-2", "--no-prune", "--sampler", "tpe", "--seed", "3")
     assert custom.coarse == (-4, -2) and not custom.prune and custom.sampler == "tpe"
     assert custom.seed == 3 and custom.pruner == "none"
-    assert parse().pruner == "median"
+    assert parse().pruner == "auto" and parse("--prune").pruner == "auto"
     halving = parse("--pruner", "halving")
     assert halving.pruner == "halving" and halving.prune
     assert parse("--pruner", "none") == parse("--no-prune")

@@ -117,15 +117,16 @@ def add_launch_arguments(p: argparse.ArgumentParser) -> None:
         "--pruner",
         choices=PRUNERS,
         default=d.pruner,
-        help="stopping trials early: median (below the stage's median at a cycle end after "
-        "the first cycle; default), halving (the worse half of each lockstep group at "
-        "those cycle ends), none",
+        help="stopping trials early: auto (default: halving for lockstep groups, median "
+        "for a trial trained alone; measured in benchmarks/pruning.py), median (below the "
+        "stage's median at a cycle end after the first cycle), halving (the worse half of "
+        "each lockstep group at those cycle ends), none",
     )
     g.add_argument(
         "--prune",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="--no-prune is --pruner none; --prune is --pruner median",
+        help="--no-prune is --pruner none; --prune is --pruner auto",
     )
     w = p.add_argument_group("workers")
     w.add_argument(
@@ -186,10 +187,10 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 
 def _pruner(args: argparse.Namespace) -> str:
-    """--pruner, with --no-prune as its alias "none" (and --prune as "median")."""
+    """--pruner, with --no-prune as its alias "none" (and --prune as "auto")."""
     if args.prune is None:
         return args.pruner
-    alias = "median" if args.prune else "none"
+    alias = "auto" if args.prune else "none"
     if args.pruner not in (alias, SearchConfig().pruner):
         raise StudyError(f"--{'' if args.prune else 'no-'}prune contradicts --pruner {args.pruner}")
     return alias if args.pruner == SearchConfig().pruner else args.pruner
