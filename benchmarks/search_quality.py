@@ -18,8 +18,9 @@ Each best λ is then judged by its retrained test accuracy: the network trained 
 49000-image training set (the last 1000 of the 50000 held out for validation, as
 ``kmlp retrain`` does), ``--retrain-cycles`` cycles (n_s = 5 epochs), seeds
 ``--retrain-seeds``, tested on the 10000 test images; the mean and spread over seeds.
-The retrains of a study seed's three best λs run together in lockstep (one group per
-retrain seed; each member equals ``train`` alone up to float rounding).
+All searches run first; then the best λs of all methods and study seeds are retrained
+together in lockstep (one group per retrain seed; each member equals ``train`` alone up
+to float rounding).
 
 Every finished piece is cached: the studies live in SQLite under ``--workdir`` (a
 stopped kmlp study resumes; a stopped Optuna study runs only its missing trials), and
@@ -265,14 +266,14 @@ class Runner:
             return 3 * self.args.trials
         return max(1, round(kmlp["trial_epochs"] / epochs_per_trial(self.args)))
 
-    def retrains(self, *, best: dict[str, dict]) -> None:
+    def retrains(self, *, best: list[dict]) -> None:
         args = self.args
         done = self.cache.setdefault("retrains", {})
         for rseed in args.retrain_seeds:
             todo = sorted(
                 {
                     row["log10_lambda"]
-                    for row in best.values()
+                    for row in best
                     if retrain_key(args, row["log10_lambda"], rseed) not in done
                 }
             )
@@ -448,11 +449,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner = Runner(args)
     try:
         if not args.report_only:
+            # All searches first, then the retrains of every best λ together (a wider
+            # lockstep group costs less per member, and the searches are the results
+            # that come first).
+            found: list[dict] = []
             for seed in args.seeds:
-                best = runner.search(seed=seed)
-                if not args.no_retrain:
-                    runner.retrains(best=best)
+                found += runner.search(seed=seed).values()
                 print(format_table(table_rows(args, runner.cache)), flush=True)
+            if not args.no_retrain:
+                runner.retrains(best=found)
     except (KmlpError, optuna.exceptions.OptunaError) as exc:
         print(f"search_quality.py: error: {exc}", file=sys.stderr)
         return 1
