@@ -318,6 +318,7 @@ def summarise(rows_by_seed: dict[int, list[dict]]) -> list[dict]:
                 "same_next_range": sum(
                     bool(r["same_next_range"]) for r in rows if r["stage"] < max_stage(rows)
                 ),
+                "next_ranges": sum(r["stage"] < max_stage(rows) for r in rows),
                 "pruned_mean": statistics.fmean(len(r["pruned"]) for r in rows),
             }
         )
@@ -339,7 +340,7 @@ def format_table(table: list[dict]) -> str:
             f"| {r['rule']} | {r['stages']} | {r['work_fraction_mean']:.2f} | "
             f"{r['pruned_mean']:.1f} | {r['same_best']}/{r['stages']} | "
             f"{r['within_noise']}/{r['stages']} | {r['val_loss_pts_mean']:.2f} / "
-            f"{r['val_loss_pts_max']:.2f} | {r['same_next_range']} |"
+            f"{r['val_loss_pts_max']:.2f} | {r['same_next_range']}/{r['next_ranges']} |"
         )
     return "\n".join(lines)
 
