@@ -185,6 +185,29 @@ def outcome(stage: dict, stopped: Sequence[int | None], *, base: dict | None) ->
     return row
 
 
+def predictiveness(stage: dict) -> dict:
+    """How well the first decision point ranks the trials: Spearman's rho between the
+    accuracies there and the final ones, and the final best trial's rank there (1 = top)."""
+    from scipy.stats import spearmanr
+
+    decisions = decision_steps(stage)
+    if not decisions:
+        return {}
+    d = decisions[0]
+    rows = [
+        (curve[d], final)
+        for curve, final in zip(_values(stage), stage["final"], strict=True)
+        if d in curve and math.isfinite(final)
+    ]
+    mid, final = [r[0] for r in rows], [r[1] for r in rows]
+    best = max(range(len(final)), key=lambda i: final[i])
+    return {
+        "spearman_decision_final": float(spearmanr(mid, final).statistic),
+        "best_rank_at_decision": 1 + sorted(range(len(mid)), key=lambda i: -mid[i]).index(best),
+        "final_spread_pts": 100 * (max(final) - min(final)),
+    }
+
+
 def next_range(
     stage: dict, completed: Sequence[int], *, earlier: Sequence[Scored], number: int
 ) -> list[float]:
@@ -215,6 +238,7 @@ def replay(stages: list[dict], groups: Sequence[int]) -> list[dict]:
     for s, stage in enumerate(stages):
         everyone = [None] * len(stage["final"])
         base = outcome(stage, everyone, base=None)
+        base.update(predictiveness(stage))
         plan = [("unpruned", None, 0), *rules(groups)]
         for name, kind, k in plan:
             if kind is None:
@@ -451,7 +475,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"seed {seed} stage {r['stage']}: unpruned best log10 λ "
                     f"{r['best_log10_lambda']:.3f} val {r['best_val']:.4f}, "
-                    f"{r['trial_epochs']:.0f} trial-epochs"
+                    f"{r['trial_epochs']:.0f} trial-epochs; at the first decision point "
+                    f"Spearman {r.get('spearman_decision_final', math.nan):.2f} with the "
+                    f"final accuracies, the final best ranked "
+                    f"{r.get('best_rank_at_decision', 0)}/{len(r['completed'])}; final "
+                    f"spread {r.get('final_spread_pts', math.nan):.1f} pts"
                 )
     save_json(
         args.out,
