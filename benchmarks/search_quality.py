@@ -39,7 +39,6 @@ about 3 x 3 x 60 trials of 20 epochs on 45000 images.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
@@ -89,7 +88,6 @@ def trial_epochs(study: optuna.Study, *, steps_per_epoch: int) -> float:
 
 def run_kmlp(args: argparse.Namespace, *, seed: int, data: Any, storage: str) -> dict:
     name = f"kmlp-{scale_key(args)}-s{seed}"
-    log = io.StringIO()
     start = time.perf_counter()
     study = launch(
         study_name=name,
@@ -100,10 +98,9 @@ def run_kmlp(args: argparse.Namespace, *, seed: int, data: Any, storage: str) ->
         data_options={"n_train": args.n_train},
         workers=1,
         blas_threads=args.threads,
-        out=log,
+        out=sys.stdout,
     )
     seconds = time.perf_counter() - start
-    print(log.getvalue().rstrip().splitlines()[-1] if log.getvalue() else "", flush=True)
     export = export_best(
         study_name=name, storage_url=storage, path=args.workdir / f"{name}-best.json"
     )
