@@ -421,6 +421,61 @@ def draw_figure(cache: dict, rows_by_seed: dict[int, list[dict]], args: argparse
     plt.close(fig)
 
 
+def check_study(args: argparse.Namespace, cache: dict) -> int:
+    """Compare the replay with a real kmlp study of the same settings (stage 0 only).
+
+    The study (e.g. the one ``search_quality.py`` runs) trained its trials one at a time
+    with ``train`` and pruned them with ``StageMedianPruner``; its stage-0 λs are the first
+    draws of the cached stage 0 with the same seed. Prints, per trial, the study's state
+    and the replay's verdict ("median, 1 worker"), and the largest difference between
+    the study's final validation accuracies and the lockstep ones.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=args.check_study, storage=args.check_storage)
+    seed = int(study.user_attrs["search"]["seed"])
+    key = f"n{args.n_train}-c{args.cycles}-t{args.trials}/seed{seed}/stage0"
+    if key not in cache["stages"]:
+        print(f"pruning.py: error: no cached {key} to compare with", file=sys.stderr)
+        return 1
+    stage = cache["stages"][key]
+    trials = sorted(
+        (
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("stage") == 0
+            and t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        ),
+        key=lambda t: t.number,
+    )
+    n = len(trials)
+    for i, t in enumerate(trials):
+        if abs(t.params["log10_lambda"] - stage["log10_lambda"][i]) > 1e-9:
+            print(f"pruning.py: error: trial {t.number} is not draw {i}", file=sys.stderr)
+            return 1
+    prefix = {**stage, **{k: stage[k][:n] for k in ("log10_lambda", "curves", "final", "reason")}}
+    replayed = replay_median(prefix, group=1)
+    agree = 0
+    diffs = []
+    for i, t in enumerate(trials):
+        real = "pruned" if t.state == TrialState.PRUNED else "complete"
+        mine = "pruned" if replayed[i] is not None else "complete"
+        agree += real == mine
+        if t.state == TrialState.COMPLETE:
+            diffs.append(abs(t.value - stage["final"][i]))
+        print(
+            f"  trial {t.number}: log10 λ {stage['log10_lambda'][i]:.3f} "
+            f"study {real}, replay {mine}"
+        )
+    print(
+        f"{args.check_study}: the replay agrees on {agree}/{n} stage-0 trials; final val "
+        f"accuracy train() vs lockstep differs by at most {100 * max(diffs, default=0):.2f} pts"
+    )
+    return 0
+
+
 def load_json(path: Path) -> dict:
     if path.exists():
         return json.loads(path.read_text())
@@ -448,6 +503,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS / "pruning.json")
     p.add_argument("--figure", type=Path, default=RESULTS / "pruning.png")
     p.add_argument("--replay-only", action="store_true", help="use the cache, train nothing")
+    p.add_argument(
+        "--check-study",
+        default=None,
+        help="compare the replay with this real kmlp study's stage 0 (then exit)",
+    )
+    p.add_argument(
+        "--check-storage",
+        default=f"sqlite:///{RESULTS / 'search_quality' / 'studies.db'}",
+        help="storage URL of --check-study (default: search_quality.py's studies)",
+    )
     args = p.parse_args(argv)
     if args.n_train < 100 or args.trials < 2 or args.stages < 1 or args.cycles < 1:
         p.error("need --n-train >= 100, --trials >= 2, --stages >= 1, --cycles >= 1")
@@ -459,6 +524,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     cache = load_json(args.cache)
+    if args.check_study:
+        return check_study(args, cache)
     data_box: dict = {}
     rows_by_seed = {}
     try:
