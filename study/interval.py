@@ -24,7 +24,10 @@ not extrapolated), the fitted curve's maximum p* at x* defines the threshold p* 
 noise (z = 1 by default). The interval is the stretch of grid around x* where the fitted
 accuracy stays at or above the threshold, widened if needed to include the best trial's λ
 (so it always brackets the exported λ). ``at_edge`` says the interval reaches an end of
-the searched span: the optimum may lie beyond it.
+the fitted trials that lies in the outer tenth of the searched ranges (``span``; default:
+the fitted trials' own span): the optimum may lie beyond it. An end well inside the
+ranges searched is not an edge: trials beyond it were tried and stopped early (pruned)
+or did worse.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class LambdaInterval:
         fitted_log10_lambda, fitted_accuracy: where the fitted curve peaks, and its value.
         noise: the noise of one accuracy at the peak (fraction, see module docstring);
         threshold: fitted_accuracy - z * noise, the accuracy the interval keeps above.
-        at_edge: the interval reaches an end of the searched span.
+        at_edge: the interval reaches an end of the searched span (see module docstring).
         length_scale (decades of λ), signal_std, extra_noise (fraction): the fit's choices.
         n_trials, n_val: how many trials were fitted, on how many validation images.
         curve: the fitted curve and its band on the grid (for a figure).
@@ -118,11 +121,21 @@ class LambdaInterval:
         }
 
 
+def _at_edge(
+    log_low: float, log_high: float, lo: float, hi: float, span: tuple[float, float]
+) -> bool:
+    """The interval ends at the fitted trials' end, and that end is in the span's outer
+    tenth (the rule by which a next stage may extend, ``study.narrowing``)."""
+    tenth = 0.1 * (span[1] - span[0])
+    return (log_low <= lo and lo <= span[0] + tenth) or (log_high >= hi and hi >= span[1] - tenth)
+
+
 def lambda_interval(
     *,
     trials: Sequence[Scored],
     n_val: int,
     best_log10_lambda: float | None = None,
+    span: tuple[float, float] | None = None,
     z: float = 1.0,
     grid_points: int = GRID_POINTS,
 ) -> LambdaInterval:
@@ -131,7 +144,9 @@ def lambda_interval(
     ``trials``: completed trials (log10 λ, validation accuracy as a fraction in [0, 1]).
     ``n_val``: validation images each accuracy was measured on. ``best_log10_lambda``: the
     λ reported as best (default: the best trial, ties to the earlier number); the interval
-    contains it. Raises StudyError on no trials or bad values.
+    contains it. ``span``: (low, high) log10 λ of the ranges searched, pruned trials'
+    included (default: the trials' own span), for ``at_edge``. Raises StudyError on no
+    trials or bad values.
     """
     x, y = _check(trials, n_val)
     best = rank(trials)[0].log10_lambda if best_log10_lambda is None else best_log10_lambda
@@ -163,7 +178,7 @@ def lambda_interval(
         fitted_accuracy=fitted,
         noise=noise,
         threshold=threshold,
-        at_edge=len(grid) > 1 and (log_low <= lo or log_high >= hi),
+        at_edge=_at_edge(log_low, log_high, lo, hi, span or (lo, hi)) if len(grid) > 1 else False,
         length_scale=length,
         signal_std=signal,
         extra_noise=extra,

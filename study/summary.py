@@ -161,8 +161,9 @@ class StudySummary:
         if not trials:
             return None
         try:
+            span = (min(s.low for s in self.stages), max(s.high for s in self.stages))
             return lambda_interval(
-                trials=trials, n_val=n_val, best_log10_lambda=self.best.log10_lambda
+                trials=trials, n_val=n_val, best_log10_lambda=self.best.log10_lambda, span=span
             )
         except StudyError:
             return None

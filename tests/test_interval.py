@@ -141,3 +141,15 @@ def test_interval_properties_over_random_inputs():
 def test_bad_input_is_refused(trials, n_val, match):
     with pytest.raises(StudyError, match=match):
         lambda_interval(trials=trials, n_val=n_val)
+
+
+def test_an_end_inside_the_searched_ranges_is_no_edge():
+    # halving pruned the trials beyond -2 (they did worse): the completed trials end at -2,
+    # well inside the searched -5..-1, so the optimum is not flagged as beyond
+    xs = np.linspace(-4, -2, 20)
+    ys = 0.40 + 0.05 * (xs + 5)
+    assert lambda_interval(trials=trials_of(xs, ys), n_val=5000).at_edge
+    got = lambda_interval(trials=trials_of(xs, ys), n_val=5000, span=(-5.0, -1.0))
+    assert got.log10_high == -2.0 and not got.at_edge
+    near = lambda_interval(trials=trials_of(xs, ys), n_val=5000, span=(-5.0, -1.9))
+    assert near.at_edge  # -2 is in the outer tenth of -5..-1.9
