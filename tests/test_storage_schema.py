@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +18,8 @@ from kmlp.storage import StorageError, open_storage
 from kmlp.storage.schema import OPTUNA_TABLES, inspect_schema
 from tests.conftest import assert_one_line_error, run_cli
 from tests.helpers.databases import PG_URL, fresh_postgres_database, needs_pg, spawn
+from tests.helpers.load import FINISHED, TINY, env_for
+from tests.helpers.studies import DATA
 
 
 def _launch_together(url: str, n: int = 4) -> list[tuple[int, str, str]]:
@@ -44,6 +48,39 @@ def test_launches_started_together_on_an_empty_sqlite_file(tmp_path):
 def test_launches_started_together_on_an_empty_postgres_database():
     with fresh_postgres_database() as url:
         _assert_all_launched(_launch_together(url), url)
+
+
+def _two_real_launches(url: str, folder: Path) -> None:
+    """Two ``kmlp launch`` of one tiny study on ``url`` started at once: both exit 0 (one
+    creates the schema and the study, the other joins it) and the budgets are exact."""
+    if not DATA:
+        pytest.skip("set KMLP_DATA to the CIFAR-10 folder")
+    args = [sys.executable, "-m", "kmlp", "launch", "--study", "twice", "--storage", url,
+            "--data", DATA, *TINY, "--stages", "2", "--trials", "3", "--workers", "1",
+            "--lockstep", "2", "--no-publish"]  # fmt: skip
+    procs = [
+        subprocess.Popen(args, cwd=folder, env=env_for(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+    trials = optuna.load_study(study_name="twice", storage=open_storage(url)).get_trials()
+    done = [t for t in trials if t.state in FINISHED]
+    assert sorted(t.user_attrs["stage"] for t in done) == [0, 0, 0, 1, 1, 1]
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_two_real_launches_at_once_on_an_empty_sqlite_file(tmp_path):
+    _two_real_launches(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path)
+
+
+@needs_pg
+def test_two_real_launches_at_once_on_an_empty_postgres_database(tmp_path):
+    with fresh_postgres_database() as url:
+        _two_real_launches(url, tmp_path)
 
 
 # --- read-only means read-only ------------------------------------------------------------
