@@ -30,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -243,14 +244,21 @@ def _stop_lock_holder(
     for p in procs:
         if p.poll() is not None or f"{HOST}:{p.pid}" not in owners():
             continue
-        p.send_signal(signal.SIGSTOP)
-        if f"{HOST}:{p.pid}" not in owners():  # released meanwhile
-            p.send_signal(signal.SIGCONT)
-            continue
         before = sum(t.state in FINISHED for t in _trials(storage, study))
-        time.sleep(seconds)
-        after = sum(t.state in FINISHED for t in _trials(storage, study))
-        p.send_signal(signal.SIGCONT)
+        p.send_signal(signal.SIGSTOP)
+        # Resumed by a timer, not after our reads: a process stopped inside a SQLite write
+        # holds the file's lock, and a read waiting on it must not keep it stopped forever.
+        resume = threading.Timer(seconds, p.send_signal, (signal.SIGCONT,))
+        resume.start()
+        try:
+            if f"{HOST}:{p.pid}" not in owners():  # released meanwhile
+                resume.cancel()
+                p.send_signal(signal.SIGCONT)
+                continue
+            time.sleep(max(0.0, seconds - 1.0))
+            after = sum(t.state in FINISHED for t in _trials(storage, study))
+        finally:
+            resume.join()
         return after - before
     return None
 
