@@ -193,7 +193,7 @@ def _children(
     ctx = multiprocessing.get_context("spawn")
     procs: list[multiprocessing.process.BaseProcess] = []
     try:
-        with _blas_env(threads), _sigint_ignored():
+        with spawn_env({k: str(threads) for k in BLAS_ENV}), _sigint_ignored():
             for i in range(1, n + 1):
                 p = ctx.Process(
                     target=child_main,
@@ -229,10 +229,11 @@ def _children(
 
 
 @contextlib.contextmanager
-def _blas_env(threads: int) -> Iterator[None]:
-    """Spawned interpreters read these before NumPy loads its BLAS."""
-    saved = {k: os.environ.get(k) for k in BLAS_ENV}
-    os.environ.update({k: str(threads) for k in BLAS_ENV})
+def spawn_env(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for spawned interpreters (read before NumPy loads its
+    BLAS), restoring them after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:

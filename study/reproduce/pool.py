@@ -13,7 +13,6 @@ it exits. A worker whose parent is gone (killed) interrupts itself the same way.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import queue
@@ -21,9 +20,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
+from kmlp.study.launch import spawn_env
 from kmlp.study.reproduce.tasks import Context, DataCache, Task, execute
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -37,7 +36,7 @@ class Pool:
         self.tasks: Any = ctx.Queue()
         self.events: Any = ctx.Queue()
         self.procs: list[multiprocessing.process.BaseProcess] = []
-        with _env({k: str(context.blas_threads) for k in BLAS_ENV}):
+        with spawn_env({k: str(context.blas_threads) for k in BLAS_ENV}):
             for i in range(processes):
                 p = ctx.Process(
                     target=worker_main,
@@ -85,21 +84,6 @@ class Pool:
             if p.is_alive():
                 p.kill()
                 p.join()
-
-
-@contextlib.contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the spawned interpreters (read before NumPy loads)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _interrupt_once(signum: int, frame: Any) -> None:
